@@ -1,0 +1,1 @@
+"""Deployment kit: model/GPU catalogs, the vLLM planner and launcher, sealed weights."""

@@ -1,0 +1,1 @@
+"""The embedded engine: llama.cpp chat/completions and the packaged embedding model."""

@@ -1,0 +1,1 @@
+"""Privacy: sensitive-data detection, pseudonymisation, the audit trail."""

@@ -1,0 +1,1 @@
+"""Routing: complexity scoring, policy, load balancing, health."""
