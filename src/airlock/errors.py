@@ -17,6 +17,7 @@ __all__ = [
     "ContextLengthExceededError",
     "InsufficientQuotaError",
     "InternalServerError",
+    "MethodNotAllowedError",
     "ModelNotFoundError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -113,6 +114,12 @@ class ModelNotFoundError(NotFoundError):
             param="model",
         )
         self.model = model
+
+
+class MethodNotAllowedError(AirlockError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
 
 
 class BodyTooLargeError(AirlockError):

@@ -1,0 +1,97 @@
+"""Relaying a provider's chunk stream to the client as server-sent events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TypeVar
+
+import anyio
+from starlette.responses import StreamingResponse
+
+from airlock.api.context import RequestContext
+from airlock.api.responses import SSE_DONE, sse_event, sse_response
+from airlock.errors import AirlockError, InternalServerError
+from airlock.protocol.responses import ChatCompletionChunk, Completion
+
+__all__ = ["relay_stream"]
+
+_log = logging.getLogger("airlock.stream")
+
+
+C = TypeVar("C", ChatCompletionChunk, Completion)
+
+
+async def relay_stream(
+    stream: AsyncGenerator[C, None],
+    ctx: RequestContext,
+    *,
+    public_model: str,
+    include_usage: bool,
+) -> StreamingResponse:
+    """Start the SSE response once the first chunk is in hand.
+
+    Pulling the first chunk before answering lets errors raised before generation
+    (bad parameters, context length, upstream refusal) become a normal 4xx/5xx.
+    """
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await _close(stream)
+        raise
+    ctx.first_token_at = time.perf_counter()
+
+    def accept(chunk: C) -> bytes | None:
+        chunk.model = public_model
+        for choice in chunk.choices:
+            if choice.finish_reason is not None:
+                ctx.finish_reason = choice.finish_reason
+        if chunk.usage is not None:
+            ctx.prompt_tokens = chunk.usage.prompt_tokens
+            ctx.completion_tokens = chunk.usage.completion_tokens
+            if not chunk.choices and not include_usage:
+                return None
+        return sse_event(chunk)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                out = accept(first)
+                if out is not None:
+                    yield out
+            async for chunk in stream:
+                out = accept(chunk)
+                if out is not None:
+                    yield out
+            yield SSE_DONE
+        except AirlockError as exc:
+            # Headers are gone; OpenAI reports mid-stream failures as an error event.
+            ctx.error_type = exc.error_type
+            yield sse_event(exc.to_body())
+        except Exception as exc:  # noqa: BLE001 - reported to the client, type logged
+            ctx.error_type = "internal_error"
+            _log.error(
+                "stream_failed",
+                extra={"request_id": ctx.request_id, "exc_type": type(exc).__name__},
+            )
+            yield sse_event(
+                InternalServerError(
+                    f"The server had an error while streaming (request id {ctx.request_id})."
+                ).to_body()
+            )
+        finally:
+            if ctx.finish_reason is None and ctx.error_type is None:
+                ctx.error_type = "client_disconnected"
+            await _close(stream)
+
+    return sse_response(events(), headers={})
+
+
+async def _close(stream: AsyncGenerator[object, None]) -> None:
+    # Shielded: on a client disconnect we are being cancelled, and the upstream or
+    # engine must still be told to stop.
+    with anyio.CancelScope(shield=True):
+        await stream.aclose()

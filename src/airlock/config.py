@@ -1,0 +1,199 @@
+"""One validated settings object, built once at start-up.
+
+Two sources: environment variables (``AIRLOCK_*``, see DESIGN.md) for where things live
+and secrets, and an optional YAML file (``--config`` / ``AIRLOCK_CONFIG``) for what is
+served and how it is routed. With no file, airlock serves the embedded model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "AppConfig",
+    "ConfigError",
+    "DeploymentConfig",
+    "EnvSettings",
+    "ModelConfig",
+    "PriceConfig",
+    "ServerConfig",
+    "Settings",
+    "TimeoutConfig",
+    "load_settings",
+]
+
+Tier = Literal["self-hosted", "frontier"]
+Capability = Literal["chat", "completions", "json_mode", "tools", "embeddings"]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key and what is expected."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvSettings(BaseModel):
+    """Where things live and the admin secret; read from ``AIRLOCK_*`` variables only."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    home: Path = Path(".airlock")
+    config: Path | None = None
+    master_key: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class TimeoutConfig(_Strict):
+    connect: Annotated[float, Field(gt=0)] = 5.0
+    first_token: Annotated[float, Field(gt=0)] = 60.0
+    total: Annotated[float, Field(gt=0)] = 600.0
+
+
+class DeploymentConfig(_Strict):
+    """One replica serving a model."""
+
+    provider: str
+    name: Annotated[str, Field(pattern=_NAME)] | None = None
+    base_url: str | None = None
+    # Credentials are referenced by environment variable name, never written inline.
+    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    upstream_model: str | None = None
+    region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "local"
+    timeouts: TimeoutConfig = TimeoutConfig()
+    max_concurrency: Annotated[int, Field(ge=1)] = 64
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PriceConfig(_Strict):
+    """USD per million tokens."""
+
+    input_per_mtok: Annotated[float, Field(ge=0)] = 0.0
+    output_per_mtok: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ModelConfig(_Strict):
+    name: Annotated[str, Field(pattern=_NAME)]
+    tier: Tier
+    price: PriceConfig = PriceConfig()
+    quality: Annotated[float, Field(ge=0, le=1)] = 0.5
+    context_window: Annotated[int, Field(ge=1)] | None = None
+    capabilities: frozenset[Capability] = frozenset({"chat", "completions"})
+    deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _auto_reserved(self) -> ModelConfig:
+        if self.name == "auto":
+            raise ValueError("'auto' is the router's virtual model and cannot be declared")
+        return self
+
+
+class ServerConfig(_Strict):
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # Requests that may wait for the embedded engine before being refused with 503.
+    max_queued_requests: Annotated[int, Field(ge=1)] = 256
+
+
+class AppConfig(_Strict):
+    models: list[ModelConfig] = Field(default_factory=list)
+    server: ServerConfig = ServerConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AppConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+def default_app_config() -> AppConfig:
+    """No config file: the embedded chat model and the packaged embedding model."""
+    return AppConfig(
+        models=[
+            ModelConfig(
+                name="smollm2",
+                tier="self-hosted",
+                quality=0.1,
+                capabilities=frozenset({"chat", "completions", "json_mode", "tools"}),
+                deployments=[DeploymentConfig(provider="embedded", region="local")],
+            ),
+            ModelConfig(
+                name="all-minilm-l6-v2",
+                tier="self-hosted",
+                capabilities=frozenset({"embeddings"}),
+                deployments=[DeploymentConfig(provider="embedded-embeddings", region="local")],
+            ),
+        ]
+    )
+
+
+class Settings(BaseModel):
+    """Everything the process needs, validated once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: EnvSettings
+    app: AppConfig
+    config_path: Path | None = None
+
+    @property
+    def home(self) -> Path:
+        return self.env.home
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors(include_url=False, include_input=False):
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_app_config(path: Path) -> AppConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from None
+
+
+def load_settings(
+    config_path: Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build the settings from the environment and the optional YAML file."""
+    env_vars = dict(os.environ if environ is None else environ)
+    try:
+        env = EnvSettings.model_validate(
+            {
+                k.removeprefix("AIRLOCK_").lower(): v
+                for k, v in env_vars.items()
+                if k.startswith("AIRLOCK_")
+            }
+        )
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, "environment (AIRLOCK_*)")) from None
+    path = config_path or env.config
+    app = load_app_config(path) if path else default_app_config()
+    return Settings(env=env, app=app, config_path=path)

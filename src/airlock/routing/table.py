@@ -1,0 +1,103 @@
+"""The model table: public model names, their deployments and provider adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from airlock.access.principal import Principal
+from airlock.config import AppConfig, DeploymentConfig, ModelConfig
+from airlock.errors import ModelNotFoundError
+from airlock.providers.base import Provider
+from airlock.providers.registry import ProviderRegistry
+from airlock.providers.resources import Resources
+
+__all__ = ["Deployment", "ModelEntry", "ModelTable"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Deployment:
+    id: str
+    model: ModelConfig
+    config: DeploymentConfig
+    provider: Provider
+    local: bool
+    in_flight: int = 0
+
+    async def track(self, stream: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+        """Count ``stream`` as in flight on this deployment until it ends or is closed."""
+        self.in_flight += 1
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            self.in_flight -= 1
+            await stream.aclose()
+
+    @property
+    def upstream_model(self) -> str:
+        return self.config.upstream_model or self.model.name
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    config: ModelConfig
+    deployments: list[Deployment] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class ModelTable:
+    def __init__(self, entries: list[ModelEntry]) -> None:
+        self._entries = {e.name: e for e in entries}
+
+    @classmethod
+    def build(cls, app: AppConfig, registry: ProviderRegistry, resources: Resources) -> ModelTable:
+        entries: list[ModelEntry] = []
+        for model in app.models:
+            entry = ModelEntry(config=model)
+            for i, dep in enumerate(model.deployments):
+                spec = registry.spec(dep.provider)
+                entry.deployments.append(
+                    Deployment(
+                        id=dep.name or f"{model.name}#{i}",
+                        model=model,
+                        config=dep,
+                        provider=spec.factory(dep, model, resources),
+                        local=spec.local,
+                    )
+                )
+            entries.append(entry)
+        return cls(entries)
+
+    def all(self) -> list[ModelEntry]:
+        return list(self._entries.values())
+
+    def deployments(self) -> list[Deployment]:
+        return [d for e in self._entries.values() for d in e.deployments]
+
+    def get(self, name: str, principal: Principal) -> ModelEntry:
+        entry = self._entries.get(name)
+        if entry is None or not principal.may_use_model(name):
+            raise ModelNotFoundError(name)
+        return entry
+
+    def visible_to(self, principal: Principal) -> list[ModelEntry]:
+        return [e for e in self._entries.values() if principal.may_use_model(e.name)]
+
+    async def start(self) -> None:
+        for dep in self.deployments():
+            await dep.provider.start()
+
+    async def aclose(self) -> None:
+        for dep in reversed(self.deployments()):
+            await dep.provider.aclose()
