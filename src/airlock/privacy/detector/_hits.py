@@ -1,0 +1,35 @@
+"""The internal candidate type shared by the rule modules, and small context helpers."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+__all__ = ["Hit", "near", "resolve_overlaps"]
+
+
+class Hit(NamedTuple):
+    """A candidate entity before overlap resolution (offsets only, like Entity)."""
+
+    type: str
+    start: int
+    end: int
+    score: float
+
+
+def near(
+    pattern: re.Pattern[str], lower: str, start: int, end: int, before: int, after: int = 0
+) -> bool:
+    """True when ``pattern`` occurs in ``lower`` within a window around [start, end)."""
+    return pattern.search(lower, max(0, start - before), min(len(lower), end + after)) is not None
+
+
+def resolve_overlaps(hits: list[Hit]) -> list[Hit]:
+    """Keep the best of overlapping candidates: higher score, then longer span, then earlier."""
+    ranked = sorted(hits, key=lambda h: (-h.score, -(h.end - h.start), h.start))
+    kept: list[Hit] = []
+    for h in ranked:
+        if all(h.end <= k.start or h.start >= k.end for k in kept):
+            kept.append(h)
+    kept.sort(key=lambda h: (h.start, h.end))
+    return kept
