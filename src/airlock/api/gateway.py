@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from airlock.routing.table import Deployment, ModelTable
 __all__ = ["Gateway", "context_of", "gateway_of"]
 
 _log = logging.getLogger("airlock.gateway")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 def context_of(request: Request) -> RequestContext:
@@ -87,13 +89,24 @@ class Gateway:
         return dep
 
     def note_unknown_fields(self, request: Request, names: list[str]) -> None:
-        if names:
-            ctx = context_of(request)
-            ctx.unknown_fields = tuple(n[:64] for n in names[:32])
-            _log.debug(
-                "ignored_unknown_fields",
-                extra={"request_id": ctx.request_id, "fields": list(ctx.unknown_fields)},
-            )
+        """Log the names of ignored fields at debug level; never their values.
+
+        Only names shaped like OpenAI parameters are logged: a caller could put content
+        into a field name, so anything else is only counted.
+        """
+        if not names:
+            return
+        ctx = context_of(request)
+        safe = [n for n in names if _PARAM_NAME.match(n)]
+        ctx.unknown_fields = tuple(safe[:32])
+        _log.debug(
+            "ignored_unknown_fields",
+            extra={
+                "request_id": ctx.request_id,
+                "fields": list(ctx.unknown_fields),
+                "unnamed_fields": len(names) - len(safe),
+            },
+        )
 
 
 def _too_large(limit: int) -> BodyTooLargeError:
