@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -469,3 +470,26 @@ async def test_no_issuers_refuses_every_jwt(
     auth = OidcAuthenticator(OidcConfig(), http)
     assert auth.enabled is False
     await _refused(auth, _sign(keys.rsa, _claims(published.base_url)), "issuer not allowed")
+
+
+async def test_refusals_never_log_the_token(
+    auth: OidcAuthenticator, keys: Keys, published: IdpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    now = int(time.time())
+    bad = [
+        _sign(keys.rsa, _claims(published.base_url, exp=now - 600, iat=now - 900, nbf=None)),
+        _sign(keys.rsa_attacker, _claims(published.base_url)),
+        _sign(keys.rsa, _claims(published.base_url, aud="x")),
+        _sign(keys.rsa, _claims(published.base_url), kid="unknown"),
+    ]
+    for token in bad:
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(token)
+    refused = [r for r in caplog.records if r.getMessage() == "oidc_token_refused"]
+    assert len(refused) == len(bad)
+    for record in caplog.records:
+        rendered = repr(record.__dict__)
+        for token in bad:
+            for part in token.split("."):
+                assert part not in rendered

@@ -127,7 +127,7 @@ def parse_jwks(document: Any) -> list[SigningKey]:
         else:
             keys.append(parsed)
     if skipped:
-        _log.info("jwks: skipped unusable keys", extra={"skipped_keys": skipped})
+        _log.info("jwks_keys_skipped", extra={"skipped_keys": skipped})
     return keys
 
 
@@ -219,7 +219,7 @@ class JwksCache:
                 keys = await self._fetch()
             except (httpx.HTTPError, ValueError) as exc:
                 _log.warning(
-                    "jwks: fetch failed",
+                    "jwks_fetch_failed",
                     extra={"issuer_alias": self._alias, "error_type": type(exc).__name__},
                 )
                 if self._keys is None:

@@ -127,7 +127,7 @@ class OidcAuthenticator:
         try:
             return await self._authenticate(token)
         except AuthenticationError as exc:
-            _log.info("oidc: token refused", extra={"reason": exc.message})
+            _log.info("oidc_token_refused", extra={"reason": exc.message})
             raise
 
     async def _authenticate(self, token: str) -> Principal:

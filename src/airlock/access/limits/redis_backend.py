@@ -107,7 +107,7 @@ class RedisRateLimiter:
         self, principal_id: str, rpm: int | None, tpm: int | None, want: int, exc: Exception
     ) -> Reservation:
         _log.warning(
-            "rate limiter: redis unavailable",
+            "rate_limiter_unavailable",
             extra={"error_type": type(exc).__name__, "fail_open": self._fail_open},
         )
         if not self._fail_open:
@@ -130,4 +130,4 @@ class RedisRateLimiter:
             )
         except (RedisError, OSError) as exc:
             # After the response was served: log and carry on, nothing to refuse any more.
-            _log.warning("rate limiter: reconcile failed", extra={"error_type": type(exc).__name__})
+            _log.warning("rate_limiter_reconcile_failed", extra={"error_type": type(exc).__name__})
