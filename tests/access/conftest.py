@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# The python-svc machine runs Redis here before every run; override only to test failures.
+REDIS_URL = os.environ.get("AIRLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
@@ -116,8 +117,8 @@ def clock() -> FakeClock:
 
 def _redis_unavailable(reason: str) -> None:
     if os.environ.get("CI"):
-        pytest.fail(f"Redis at 127.0.0.1:6379 is required in CI: {reason}")
-    pytest.skip(f"Redis at 127.0.0.1:6379 not reachable: {reason}")
+        pytest.fail(f"Redis at {REDIS_URL} is required in CI: {reason}")
+    pytest.skip(f"Redis at {REDIS_URL} not reachable: {reason}")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -493,3 +494,12 @@ async def test_refusals_never_log_the_token(
         for token in bad:
             for part in token.split("."):
                 assert part not in rendered
+
+
+async def test_concurrent_cold_start_fetches_once(
+    auth: OidcAuthenticator, keys: Keys, published: IdpServer
+) -> None:
+    token = _sign(keys.rsa, _claims(published.base_url))
+    principals = await asyncio.gather(*(auth.authenticate(token) for _ in range(20)))
+    assert {p.id for p in principals} == {"oidc:corp:user-42"}
+    assert published.state.count("/jwks.json") == 1

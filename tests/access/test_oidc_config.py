@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from airlock.access.oidc_config import DEFAULT_ALGORITHMS, ClaimRule, OidcConfig, OidcIssuerConfig
@@ -111,3 +113,14 @@ def test_config_loads_from_yaml_shaped_data() -> None:
     config = OidcConfig.model_validate(data)
     assert config.issuers[0].rules[0].rpm == 600
     assert config.issuers[0].jwks_url is None
+
+
+def test_the_documented_example_is_valid() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "access.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = OidcConfig.model_validate(yaml.safe_load(block)["oidc"])
+    corp, partners = config.issuers
+    assert corp.alias == "corp"
+    assert corp.rules[1].allowed_models == ["*"]
+    assert partners.discovery is True
+    assert partners.alias == "accounts.example.org"
