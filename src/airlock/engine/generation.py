@@ -1,0 +1,165 @@
+"""Generate one job on the worker thread, turning tokens into engine events.
+
+Phases: ``text`` (stop sequences apply, text may be held back while it could still be a
+stop sequence), ``tool`` (grammar-constrained calls parsed into tool-call events) and, for
+``tool_choice: auto``, ``undecided``: output is held back while it could still be the
+``<tool_call>`` marker. If the model writes the marker, generation rolls back to the end of
+the prompt, writes the canonical marker itself and continues under the tool-call grammar
+(so a free-running model never pays the cost of a grammar, and calls still always parse);
+otherwise the held text is released as ordinary content.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from airlock.engine.llama_model import LlamaModel
+from airlock.engine.plan import Plan
+from airlock.engine.sampler import Sampler
+from airlock.engine.stop_filter import StopFilter
+from airlock.engine.tool_format import CALL_OPEN
+from airlock.engine.tool_parser import ToolCallParser
+from airlock.engine.types import EngineEvent, Finished, FinishReason, TextDelta
+
+__all__ = ["GenerationResult", "generate"]
+
+_MARKER = CALL_OPEN.rstrip("\n")
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    completion_tokens: int
+    finish_reason: FinishReason | None  # None when cancelled
+
+
+def generate(
+    model: LlamaModel,
+    plan: Plan,
+    cancelled: Callable[[], bool],
+    emit: Callable[[EngineEvent], None],
+) -> GenerationResult:
+    return _Run(model, plan, cancelled, emit).run()
+
+
+class _Run:
+    def __init__(
+        self,
+        model: LlamaModel,
+        plan: Plan,
+        cancelled: Callable[[], bool],
+        emit: Callable[[EngineEvent], None],
+    ) -> None:
+        self._model = model
+        self._plan = plan
+        self._cancelled = cancelled
+        self._emit = emit
+        self._stop = StopFilter(plan.sampling.stop)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._parser = ToolCallParser(plan.tool_names)
+        self._held = ""
+        self._completion = 0
+        self._phase = "text"
+
+    def _sampler(self, grammar: str | None) -> Sampler:
+        return Sampler(
+            vocab=self._model.vocab,
+            n_vocab=self._model.n_vocab,
+            n_ctx=self._model.n_ctx,
+            params=self._plan.sampling,
+            grammar=grammar,
+        )
+
+    def run(self) -> GenerationResult:
+        plan = self._plan
+        if not self._model.load_prompt(plan.prompt_tokens, self._cancelled):
+            return GenerationResult(0, None)
+        if plan.echo:
+            self._emit(TextDelta(plan.echo))
+        grammar = plan.text_grammar
+        if plan.mode == "tools":
+            self._enter_tool_phase()
+            grammar = plan.tool_grammar
+        elif plan.mode == "auto":
+            self._phase = "undecided"
+        sampler = self._sampler(grammar)
+        try:
+            while True:
+                if self._cancelled():
+                    return GenerationResult(self._completion, None)
+                if self._completion >= plan.max_new_tokens:
+                    return self._finish("length")
+                token = sampler.sample(self._model.ctx)
+                if self._model.is_eog(token):
+                    return self._finish("tool_calls" if self._phase == "tool" else "stop")
+                self._completion += 1
+                text = self._decoder.decode(self._model.piece(token))
+                if self._phase == "undecided":
+                    if self._undecided(text):
+                        # The model started a tool call: restart it under the tool grammar.
+                        sampler.close()
+                        self._enter_tool_phase()
+                        sampler = self._sampler(plan.tool_grammar)
+                        continue
+                elif self._phase == "text":
+                    self._text(text)
+                else:
+                    for event in self._parser.feed(text):
+                        self._emit(event)
+                if self._stop.stopped:
+                    return self._finish("stop")
+                if self._completion < plan.max_new_tokens:
+                    self._model.eval([token])
+        finally:
+            sampler.close()
+
+    def _enter_tool_phase(self) -> None:
+        """Write the canonical call marker after the prompt, as if the model had."""
+        prompt_len = len(self._plan.prompt_tokens)
+        self._model.truncate(prompt_len)
+        self._model.eval(self._plan.marker_tokens)
+        # The marker is scaffolding, not visible output: completion tokens count only what the
+        # model produces after it (tokens discarded by the roll-back are not counted either).
+        self._completion = 0
+        self._decoder.reset()
+        self._held = ""
+        self._phase = "tool"
+
+    def _undecided(self, text: str) -> bool:
+        """Hold text while it may be the call marker; true when the model wrote it."""
+        self._held += text
+        head = self._held.lstrip()
+        if head.startswith(_MARKER):
+            return True
+        if _MARKER.startswith(head):
+            return False
+        self._phase = "text"
+        held, self._held = self._held, ""
+        self._text(held)
+        return False
+
+    def _text(self, text: str) -> None:
+        out = self._stop.feed(text)
+        if out:
+            self._emit(TextDelta(out))
+
+    def _finish(self, reason: FinishReason) -> GenerationResult:
+        tail = self._decoder.decode(b"", final=True)
+        if self._phase == "tool":
+            for event in self._parser.feed(tail):
+                self._emit(event)
+        else:
+            out = self._stop.feed(self._held + tail) + self._stop.flush()
+            if out:
+                self._emit(TextDelta(out))
+            if self._stop.stopped:
+                reason = "stop"
+        self._emit(
+            Finished(
+                finish_reason=reason,
+                prompt_tokens=len(self._plan.prompt_tokens),
+                completion_tokens=self._completion,
+            )
+        )
+        return GenerationResult(self._completion, reason)
