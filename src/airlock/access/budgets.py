@@ -259,11 +259,13 @@ class BudgetGuard:
         self._ready: set[tuple[str, Period, str]] = set()
         self._ready_labels: tuple[str, str] = ("", "")
 
-    async def _spent(self, principal_id: str, period: BudgetPeriod) -> int:
-        labels = tuple(p.label for p in periods_at(self._now()))
+    def _roll(self, periods: tuple[BudgetPeriod, BudgetPeriod]) -> None:
+        labels = (periods[0].label, periods[1].label)
         if labels != self._ready_labels:
             self._ready = set()
-            self._ready_labels = (labels[0], labels[1])
+            self._ready_labels = labels
+
+    async def _spent(self, principal_id: str, period: BudgetPeriod) -> int:
         key = (principal_id, period.period, period.label)
         current = await self._store.spent(principal_id, period)
         if current is None and key not in self._ready and self._load_spend is not None:
@@ -279,9 +281,11 @@ class BudgetGuard:
         """Raise InsufficientQuotaError if this request would exceed a hard budget."""
         if estimated_cost_usd < 0:
             raise ValueError("estimated_cost_usd must not be negative")
-        budgets = self._budgets(principal)
+        periods = periods_at(self._now())
+        budgets = self._budgets(principal, periods)
         if not budgets:
             return
+        self._roll(periods)
         wanted = to_nanos(estimated_cost_usd)
         for period, budget in budgets:
             try:
@@ -305,8 +309,12 @@ class BudgetGuard:
             raise ValueError("cost_usd must not be negative")
         principal_id = principal if isinstance(principal, str) else principal.id
         nanos = to_nanos(cost_usd)
-        budgets = dict(self._budgets(principal)) if isinstance(principal, Principal) else {}
-        for period in periods_at(self._now()):
+        periods = periods_at(self._now())
+        self._roll(periods)
+        budgets = (
+            dict(self._budgets(principal, periods)) if isinstance(principal, Principal) else {}
+        )
+        for period in periods:
             try:
                 await self._spent(principal_id, period)  # seed first, so history is kept
                 total = await self._store.add(principal_id, period, nanos)
@@ -318,8 +326,10 @@ class BudgetGuard:
                     extra={"principal_id": principal_id, "period": period.period},
                 )
 
-    def _budgets(self, principal: Principal) -> list[tuple[BudgetPeriod, float]]:
-        day, month = periods_at(self._now())
+    def _budgets(
+        self, principal: Principal, periods: tuple[BudgetPeriod, BudgetPeriod]
+    ) -> list[tuple[BudgetPeriod, float]]:
+        day, month = periods
         out: list[tuple[BudgetPeriod, float]] = []
         if principal.budget_usd_daily is not None:
             out.append((day, principal.budget_usd_daily))

@@ -8,6 +8,9 @@ name the failed check; they never contain the token or any claim value.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import re
 import time
@@ -53,6 +56,24 @@ def looks_like_jwt(token: str) -> bool:
     header; says nothing about validity.
     """
     return _JWT_SHAPE.fullmatch(token) is not None
+
+
+def _segment(segment: str) -> dict[str, Any]:
+    # The charset was checked by looks_like_jwt; PyJWT's own per-character check is slow,
+    # so the unverified peek is done here and PyJWT parses the token once, verified.
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError):
+        raise AuthenticationError("token is malformed") from None
+    if not isinstance(value, dict):
+        raise AuthenticationError("token is malformed")
+    return value
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWT-shaped token, not yet verified (only to pick a key)."""
+    header_segment, payload_segment, _ = token.split(".")
+    return _segment(header_segment), _segment(payload_segment)
 
 
 def _url_checker(allow_http: bool) -> Callable[[str], None]:
@@ -135,11 +156,7 @@ class OidcAuthenticator:
             raise AuthenticationError("token is too large")
         if not looks_like_jwt(token):
             raise AuthenticationError("token is not a JWT")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt_errors.PyJWTError:
-            raise AuthenticationError("token is malformed") from None
+        header, unverified = _unverified_parts(token)
 
         alg = header.get("alg")
         kid = header.get("kid")
