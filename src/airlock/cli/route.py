@@ -7,7 +7,7 @@ import sys
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
@@ -45,7 +45,8 @@ class Split(StrEnum):
 
 
 def _split_name(split: Split) -> SplitName:
-    return cast("SplitName", split.value)
+    names: dict[Split, SplitName] = {Split.all: "all", Split.train: "train", Split.test: "test"}
+    return names[split]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from airlock.errors import BadRequestError
 
@@ -69,6 +69,21 @@ def _flag(value: str, *, line: int, column: str) -> int:
     raise DataFileError(f"line {line}: column '{column}' must be 0/1 or true/false")
 
 
+def _row(record: dict[str | Any, str | Any], line: int) -> RoutingRow:
+    prompt = record.get("prompt")
+    weak = record.get("weak_correct")
+    strong = record.get("strong_correct")
+    if not isinstance(prompt, str) or not isinstance(weak, str) or not isinstance(strong, str):
+        raise DataFileError(f"line {line}: row has too few fields")
+    source = record.get("source")
+    return RoutingRow(
+        prompt=prompt,
+        weak_correct=_flag(weak, line=line, column="weak_correct"),
+        strong_correct=_flag(strong, line=line, column="strong_correct"),
+        source=(source.strip() if isinstance(source, str) else "") or "unknown",
+    )
+
+
 def load_routing_csv(path: Path) -> list[RoutingRow]:
     """Read a RouteLLM-format CSV (`prompt`, `weak_correct`, `strong_correct`[, `source`])."""
     try:
@@ -78,31 +93,16 @@ def load_routing_csv(path: Path) -> list[RoutingRow]:
     rows: list[RoutingRow] = []
     with handle:
         reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [name for name in _REQUIRED if name not in header]
-        if missing:
-            raise DataFileError(
-                f"routing data file {path} lacks column(s) {', '.join(missing)}; "
-                f"expected {', '.join(_REQUIRED)} and optionally source"
-            )
         try:
-            for record in reader:
-                line = reader.line_num
-                prompt = record.get("prompt")
-                if prompt is None:
-                    raise DataFileError(f"line {line}: row has too few fields")
-                rows.append(
-                    RoutingRow(
-                        prompt=prompt,
-                        weak_correct=_flag(
-                            record["weak_correct"] or "", line=line, column="weak_correct"
-                        ),
-                        strong_correct=_flag(
-                            record["strong_correct"] or "", line=line, column="strong_correct"
-                        ),
-                        source=(record.get("source") or "unknown").strip() or "unknown",
-                    )
+            header = reader.fieldnames or []
+            missing = [name for name in _REQUIRED if name not in header]
+            if missing:
+                raise DataFileError(
+                    f"routing data file {path} lacks column(s) {', '.join(missing)}; "
+                    f"expected {', '.join(_REQUIRED)} and optionally source"
                 )
+            for record in reader:
+                rows.append(_row(record, reader.line_num))
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataFileError(
                 f"routing data file {path} is not valid UTF-8 CSV near line {reader.line_num}"

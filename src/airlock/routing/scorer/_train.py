@@ -131,20 +131,27 @@ def _predict(
     return out
 
 
-def _platt(pred: FloatArray, label: FloatArray) -> tuple[float, float]:
-    """Fit P(label) = sigmoid(a * pred + b) by Newton's method (a tiny ridge keeps it sane)."""
-    x = np.column_stack([pred, np.ones_like(pred)])
+def _platt(pred: FloatArray, label: FloatArray, slope: float | None = None) -> tuple[float, float]:
+    """Fit P(label) = sigmoid(a * pred + b) by Newton's method; `slope` fixes a.
+
+    A tiny ridge keeps the 2x2 system solvable when the labels are separable.
+    """
     prior = float(np.clip(label.mean(), 1e-3, 1 - 1e-3))
-    theta = np.array([0.0, np.log(prior / (1 - prior))])
+    a = 0.0 if slope is None else slope
+    b = float(np.log(prior / (1 - prior)))
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(x @ theta)))
-        grad = x.T @ (p - label) + 1e-6 * theta
-        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        theta -= step
-        if float(np.max(np.abs(step))) < 1e-10:
+        p = 1.0 / (1.0 + np.exp(-(a * pred + b)))
+        r, h = p - label, p * (1 - p)
+        if slope is None:
+            grad = np.array([r @ pred + 1e-6 * a, r.sum() + 1e-6 * b])
+            hess = np.array([[h @ (pred * pred), h @ pred], [h @ pred, h.sum()]]) + 1e-6 * np.eye(2)
+            da, db = np.linalg.solve(hess, grad)
+        else:
+            da, db = 0.0, float(r.sum()) / (float(h.sum()) + 1e-6)
+        a, b = a - float(da), b - float(db)
+        if max(abs(da), abs(db)) < 1e-10:
             break
-    return float(theta[0]), float(theta[1])
+    return a, b
 
 
 def _oof_linear(data: _Data, opt: TrainingOptions) -> FloatArray:
@@ -167,7 +174,10 @@ def _calibrators(data: _Data, oof: FloatArray) -> dict[str, tuple[float, float]]
         labels = data.needs[mask]
         usable = mask.sum() >= 2 and 0.0 < labels.mean() < 1.0
         slope, offset = _platt(oof[mask], labels) if usable else everything
-        # The slope must stay positive: Platt scaling may rescale the ranking, not flip it.
+        if slope < _MIN_SLOPE:
+            # Platt scaling may rescale the ranking, never flip it: fix a small positive
+            # slope and refit only the offset.
+            slope, offset = _platt(oof[mask], labels, _MIN_SLOPE) if usable else everything
         result[name] = (max(slope, _MIN_SLOPE), offset)
     return result
 
