@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["Hit", "near", "resolve_overlaps"]
+__all__ = ["Hit", "near", "resolve_overlaps", "standalone"]
 
 
 class Hit(NamedTuple):
@@ -22,6 +22,25 @@ def near(
 ) -> bool:
     """True when ``pattern`` occurs in ``lower`` within a window around [start, end)."""
     return pattern.search(lower, max(0, start - before), min(len(lower), end + after)) is not None
+
+
+def standalone(text: str, start: int, end: int) -> bool:
+    """No letter, digit, ``_`` or ``-`` glued to either side of ``text[start:end]``.
+
+    Patterns check this in Python rather than with a leading look-behind, because a
+    pattern that starts with a look-behind (or ``\\b``) loses ``re``'s fast prefix scan.
+    """
+    if start > 0:
+        c = text[start - 1]
+        if c.isalnum() or c in "_-":
+            return False
+    if end < len(text):
+        c = text[end]
+        if c.isalnum() or c == "_":
+            return False
+        if c == "-" and end + 1 < len(text) and text[end + 1].isdigit():
+            return False
+    return True
 
 
 def resolve_overlaps(hits: list[Hit]) -> list[Hit]:

@@ -23,6 +23,9 @@ class Lexicon:
     not_names: frozenset[str]
     #: Values that stand for a password rather than being one ("changeme", "required").
     password_placeholders: frozenset[str]
+    #: USPS street suffixes: unambiguous ones, and ones that are also common nouns.
+    street_suffixes_strong: tuple[str, ...]
+    street_suffixes_weak: tuple[str, ...]
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -48,4 +51,6 @@ def load_lexicon() -> Lexicon:
         topic_words={str(k): tuple(v) for k, v in lex["topic_words"].items()},
         not_names=frozenset(lex["not_names"]),
         password_placeholders=frozenset(lex["password_placeholders"]),
+        street_suffixes_strong=tuple(lex["street_suffixes_strong"]),
+        street_suffixes_weak=tuple(lex["street_suffixes_weak"]),
     )

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import re
 
-from ._hits import Hit
+from ._hits import Hit, standalone
 from ._lexicon import Lexicon
 
 __all__ = ["PeopleRules"]
 
-
 _TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)"
-
-_STREET_SUFFIX = (
-    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl"
-    r"|Terrace|Ter|Way|Parkway|Pkwy|Circle|Cir|Highway|Hwy|Square|Sq|Close|Crescent|Cres"
-    r"|Gardens|Grove|Mews|Row|Trail|Trl|Loop|Alley|Walk|Plaza|Path|Pike|Run)"
-)
-
 _PUBLIC_ADDRESSES = ("10 downing street", "1600 pennsylvania avenue", "221b baker street")
+_GERMAN_STREETS = ("straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "ring", "damm")
+# Triggers after which one capitalised word is too weak ("a dog named Max").
+_NEEDS_FULL_NAME = ("named", "called")
 
 
 class PeopleRules:
@@ -28,70 +23,99 @@ class PeopleRules:
         self._first_names = lexicon.first_names
         self._public_surnames = lexicon.public_surnames
         self._not_names = lexicon.not_names
+        self._weak_suffixes = frozenset(lexicon.street_suffixes_weak)
         upper = "".join(c for c in map(chr, range(0x41, 0x250)) if c.isupper() and c.isalpha())
         lower = "".join(c for c in map(chr, range(0x61, 0x250)) if c.islower() and c.isalpha())
         up, lo = f"[{re.escape(upper)}]", f"[{re.escape(lower)}]"
-        # One name word: "Smith", "O'Brien", "McDonald", "Smith-Jones", "José".
-        tok = rf"{up}{lo}*(?:{up}{lo}+)?(?:[\-'’]{up}?{lo}+)?"
+        # One name word: "Smith", "O'Brien", "McDonald", "Anna-Marie", "José", "Łukasz".
+        tok = rf"{up}{lo}+(?:{up}{lo}+)?(?:[\-'’]{up}{lo}+)?"
         name = rf"{tok}(?:[ \t]+(?:{up}\.[ \t]+)?{tok}){{0,2}}"
         self._token = re.compile(tok)
-        self._title = re.compile(rf"\b{_TITLES}\.?[ \t]+({name})")
+        self._name = re.compile(name)
+        self._title = re.compile(rf"{_TITLES}\.?[ \t]+({name})")
+        # Trigger words are found in the lower-cased text; the name after them in the original.
         self._trigger = re.compile(
-            r"(?i:\b(?:patient|pt\.|client|customer|employee|applicant|tenant|claimant|resident"
-            r"|my name is|name is|full name|name:|named|called|dear|sincerely,?|regards,?|signed,?"
-            r"|attn:?|spouse|husband|wife|son|daughter|mother|father|colleague|manager|doctor"
-            r"|nurse|caregiver|guardian|beneficiary|insured|member|user|contact)[ \t]*[:,]?[ \t]+)"
-            rf"({name})"
+            r"(?:patient|pt\.|client|customer|employee|applicant|tenant|claimant|resident"
+            r"|my name is|name is|full name|name:|named|called|dear|sincerely,?|regards,?"
+            r"|signed,?|attn:?|spouse|husband|wife|son|daughter|mother|father|caregiver"
+            r"|guardian|beneficiary|insured)[ \t]*[:,]?\s+"
         )
-        self._self_intro = re.compile(rf"(?i:\b(?:i am|i'm|this is|it's)[ \t]+)({name})")
-        self._bigram = re.compile(
-            rf"(?<![\w\-])({tok})[ \t]+(?:{up}\.[ \t]+)?({tok})(?:[ \t]+({tok}))?"
+        self._self_intro = re.compile(r"(?:i am|i'm|i’m|this is|it's)[ \t]+")
+        self._bigram = re.compile(rf"({tok})[ \t]+(?:{up}\.[ \t]+)?({tok})(?:[ \t]+({tok}))?")
+        suffixes = sorted(
+            lexicon.street_suffixes_strong + lexicon.street_suffixes_weak, key=len, reverse=True
         )
-        public = sorted(lexicon.public_figures, key=len, reverse=True)
-        self._public_re = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in public) + r")\b")
-        num = r"\b[0-9]{1,6}[A-Za-z]?(?:-[0-9]{1,4})?,?[ \t]+"
-        direction = r"(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?[ \t]+)?"
         words = (
             r"(?!(?:The|A|An|In|On|Of|And|For|To|At)\b)"
             rf"(?:(?:{up}[\w'’.\-]*|[0-9]+(?:st|nd|rd|th))[ \t]+){{1,4}}?"
         )
         unit = (
-            r"(?:,?[ \t]+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|#)\.?"
+            r"(,?[ \t]+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|#)\.?"
             r"[ \t]*#?[0-9A-Za-z\-]+)?"
         )
         tail = (
-            rf"(?:,[ \t]*{up}[\w.'’\-]*(?:[ \t]+{up}[\w.'’\-]*){{0,3}}"
+            rf"(,[ \t]*{up}[\w.'’\-]*(?:[ \t]+{up}[\w.'’\-]*){{0,3}}"
             r"(?:,?[ \t]+(?:[A-Z]{2}[ \t]+[0-9]{5}(?:-[0-9]{4})?"
             r"|[A-Z]{1,2}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{2}))?)?"
         )
         self._address = re.compile(
-            num
-            + direction
+            r"[0-9]{1,6}[A-Za-z]?(?:-[0-9]{1,4})?,?[ \t]+"
+            r"(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?[ \t]+)?"
             + words
-            + _STREET_SUFFIX
-            + r"\b\.?"
+            + "("
+            + "|".join(re.escape(s) for s in suffixes)
+            + r")(?![\w])\.?"
             + unit
             + tail
-            + rf"|\b{up}[\w]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm)"
-            r"[ \t]+[0-9]{1,4}[a-z]?\b"
-            + rf"|\b[0-9]{{1,4}},?[ \t]+(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)"
+        )
+        self._address_ctx = re.compile(
+            r"\b(?:at|to|lives?|living|address|located|ship|deliver|send|resides?|moved|visit)"
+            r"\b[^.\n]{0,12}$"
+        )
+        self._german = re.compile(
+            r"(?:" + "|".join(re.escape(s) for s in _GERMAN_STREETS) + r")[ \t]+[0-9]{1,4}[a-z]?"
+        )
+        self._other_address = re.compile(
+            rf"[0-9]{{1,4}},?[ \t]+(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)"
             rf"[ \t]+(?:(?:de|du|des|la|le|l'|d')[ \t]*)*{up}[\w'’\-]+(?:[ \t]+{up}[\w'’\-]+)?"
-            + rf"|\b(?:Calle|Avenida|Via|Viale|Piazza|Corso|Rua)[ \t]+(?:[a-z]{{1,3}}[ \t]+)?"
-            rf"{up}[\w'’\-]+(?:[ \t]+{up}[\w'’\-]+)?,?[ \t]+[0-9]{{1,4}}\b"
-            + r"|\b(?:P\.?O\.?|Post Office)[ \t]+Box[ \t]+[0-9]{1,6}\b"
+            rf"|(?:Calle|Avenida|Via|Viale|Piazza|Corso|Rua)[ \t]+(?:[a-z]{{1,3}}[ \t]+)?"
+            rf"{up}[\w'’\-]+(?:[ \t]+{up}[\w'’\-]+)?,?[ \t]+[0-9]{{1,4}}"
+            r"|(?:P\.?O\.?|Post Office)[ \t]+Box[ \t]+[0-9]{1,6}"
         )
 
-    def public_spans(self, text: str) -> list[tuple[int, int]]:
-        return [(m.start(), m.end()) for m in self._public_re.finditer(text)]
+    # ---- addresses
 
     def find_addresses(self, text: str, lower: str, out: list[Hit]) -> None:
         for m in self._address.finditer(text):
-            if lower.startswith(_PUBLIC_ADDRESSES, m.start()):
+            s = m.start()
+            if s > 0 and (text[s - 1].isalnum() or text[s - 1] in "_-."):
                 continue
-            out.append(Hit("STREET_ADDRESS", m.start(), m.end(), 0.85))
+            if lower.startswith(_PUBLIC_ADDRESSES, s):
+                continue
+            weak = m.group(1) in self._weak_suffixes
+            # "5 Great Lakes": a common-noun suffix needs an address-like context.
+            if (
+                weak
+                and not (m.group(2) or m.group(3))
+                and not self._address_ctx.search(lower, max(0, s - 30), s)
+            ):
+                continue
+            out.append(Hit("STREET_ADDRESS", s, m.end(), 0.85))
+        if any(w in lower for w in _GERMAN_STREETS):
+            for m in self._german.finditer(lower):
+                s = m.start()
+                while s > 0 and (text[s - 1].isalnum() or text[s - 1] == "-"):
+                    s -= 1
+                if s < m.start() and text[s].isupper() and standalone(text, s, m.end()):
+                    out.append(Hit("STREET_ADDRESS", s, m.end(), 0.85))
+        for m in self._other_address.finditer(text):
+            if standalone(text, m.start(), m.end()):
+                out.append(Hit("STREET_ADDRESS", m.start(), m.end(), 0.85))
+
+    # ---- names
 
     def find_names(
-        self, text: str, public: list[tuple[int, int]], signal: bool, out: list[Hit]
+        self, text: str, lower: str, public: list[tuple[int, int]], signal: bool, out: list[Hit]
     ) -> None:
         """Names with a title or a trigger phrase always; known first names only with ``signal``.
 
@@ -101,16 +125,27 @@ class PeopleRules:
         """
         found: list[Hit] = []
         for m in self._title.finditer(text):
-            self._add(text, m.start(1), m.end(1), 0.9, public, found, require_known=False)
-        for m in self._trigger.finditer(text):
-            self._add(text, m.start(1), m.end(1), 0.85, public, found, require_known=False)
-        for m in self._self_intro.finditer(text):
-            self._add(text, m.start(1), m.end(1), 0.85, public, found, require_known=True)
+            if m.start() == 0 or not text[m.start() - 1].isalnum():
+                self._add(text, m.start(1), m.end(1), 0.9, public, found, known=False)
+        for m in self._trigger.finditer(lower):
+            if m.start() > 0 and lower[m.start() - 1].isalnum():
+                continue
+            n = self._name.match(text, m.end())
+            if n is not None:
+                full = m.group().rstrip().startswith(_NEEDS_FULL_NAME)
+                self._add(text, n.start(), n.end(), 0.85, public, found, known=False, full=full)
+        for m in self._self_intro.finditer(lower):
+            n = self._name.match(text, m.end())
+            if n is not None and (m.start() == 0 or not lower[m.start() - 1].isalnum()):
+                self._add(text, n.start(), n.end(), 0.85, public, found, known=True)
         if signal:
             for m in self._bigram.finditer(text):
+                if m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "-"):
+                    continue
                 if m.group(1) in self._first_names and m.group(2) not in self._not_names:
-                    end = m.end(3) if m.group(3) and m.group(3) not in self._not_names else m.end(2)
-                    self._add(text, m.start(1), end, 0.7, public, found, require_known=True)
+                    third = m.group(3)
+                    end = m.end(3) if third and third not in self._not_names else m.end(2)
+                    self._add(text, m.start(1), end, 0.7, public, found, known=True)
         out.extend(found)
 
     def _add(
@@ -122,21 +157,27 @@ class PeopleRules:
         public: list[tuple[int, int]],
         out: list[Hit],
         *,
-        require_known: bool,
+        known: bool,
+        full: bool = False,
     ) -> None:
         # Trim trailing words that are not names ("John Smith Street", "Anna The").
-        words = [
-            (m.start() + start, m.end() + start) for m in self._token.finditer(text[start:end])
-        ]
+        words = [(m.start(), m.end()) for m in self._token.finditer(text, start, end)]
         while words and text[words[-1][0] : words[-1][1]] in self._not_names:
             words.pop()
         if not words or text[words[0][0] : words[0][1]] in self._not_names:
             return
+        if full and len(words) < 2:
+            return
         start, end = words[0][0], words[-1][1]
-        if require_known and text[words[0][0] : words[0][1]] not in self._first_names:
+        first = text[words[0][0] : words[0][1]]
+        if (
+            known
+            and first not in self._first_names
+            and first.split("-")[0] not in self._first_names
+        ):
             return
         if any(a <= start and end <= b for a, b in public):
             return  # inside "Abraham Lincoln": a public figure, not a data subject
-        if len(words) == 1 and text[start:end] in self._public_surnames and public:
+        if len(words) == 1 and public and text[start:end] in self._public_surnames:
             return  # "Mr. Lincoln" in a text that names Abraham Lincoln
         out.append(Hit("PERSON", start, end, score))

@@ -28,6 +28,8 @@ _VENDOR_TOKENS = (
     r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}",  # SendGrid
     r"xapp-[0-9]-[A-Za-z0-9\-]{20,}",
 )
+_SECRET_WORDS = ("key", "secret", "token", "bearer")
+_PASSWORD_WORDS = ("pass", "pwd", "pin")
 
 
 class SecretRules:
@@ -35,43 +37,53 @@ class SecretRules:
 
     def __init__(self, lexicon: Lexicon) -> None:
         self._placeholders = lexicon.password_placeholders
-        self._vendor = re.compile(r"(?<![A-Za-z0-9_\-])(?:" + "|".join(_VENDOR_TOKENS) + r")")
+        self._vendor = re.compile("|".join(_VENDOR_TOKENS))
+        # Run on the lower-cased text (same offsets); values are read from the original.
         self._generic = re.compile(
-            r"(?i:\b(?:api[_\-]?key|apikey|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token"
+            r"(?:(?:api[_\-]?key|apikey|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token"
             r"|client[_\-]?secret|private[_\-]?token|x-api-key|aws_secret_access_key|token)"
-            r"[\"']?\s*[:=]\s*[\"']?|\bbearer\s+)"
-            r"([A-Za-z0-9_\-./+=]{16,200})"
+            r"[\"']?\s*[:=]\s*[\"']?|bearer\s+)"
+            r"([a-z0-9_\-./+=]{16,200})"
         )
         self._pem_begin = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
         self._pem_end = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
         self._password = re.compile(
-            r"(?i:\b(?:password|passwd|pwd|passcode|passphrase|pass phrase|pin(?: code| number)?)"
-            r"\b(?:\s+(?:is|was|will be|=|:)|\s*[:=])\s*)"
+            r"(?:password|passwd|pwd|passcode|passphrase|pass phrase|pin(?: code| number)?)"
+            r"(?:\s+(?:is|was|will be|=|:)|\s*[:=])\s*"
             r"([\"'`]?)([^\s\"'`]{4,64})"
         )
         self._code_value = re.compile(
-            r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+|.*[()\[\]{}<>$%].*|\*+|\.+)$"
+            r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+|[$%{<\[(].*|.*[)\]}>]"
+            r"|.*\(.*|\*+|\.+)$"
         )
 
     def find(self, text: str, lower: str, out: list[Hit]) -> None:
         for m in self._vendor.finditer(text):
+            s = m.start()
+            if s > 0 and (text[s - 1].isalnum() or text[s - 1] in "_-"):
+                continue
             if _looks_random(m.group()):
-                out.append(Hit("API_KEY", m.start(), m.end(), 1.0))
-        for m in self._generic.finditer(text):
-            if _looks_random(m.group(1)):
-                out.append(Hit("API_KEY", m.start(1), m.end(1), 0.9))
+                out.append(Hit("API_KEY", s, m.end(), 1.0))
+        if any(w in lower for w in _SECRET_WORDS):
+            for m in self._generic.finditer(lower):
+                value = text[m.start(1) : m.end(1)]
+                if _looks_random(value):
+                    out.append(Hit("API_KEY", m.start(1), m.end(1), 0.9))
         if "-----BEGIN" in text:
             for m in self._pem_begin.finditer(text):
                 end = self._pem_end.search(text, m.end())
                 # A truncated block (no END line) is still a leaked key: run to the text's end.
                 out.append(Hit("PRIVATE_KEY", m.start(), end.end() if end else len(text), 1.0))
-        if any(w in lower for w in ("pass", "pwd", "pin")):
-            self._find_passwords(text, out)
+        if any(w in lower for w in _PASSWORD_WORDS):
+            self._find_passwords(text, lower, out)
 
-    def _find_passwords(self, text: str, out: list[Hit]) -> None:
-        for m in self._password.finditer(text):
-            quote, value = m.group(1), m.group(2)
+    def _find_passwords(self, text: str, lower: str, out: list[Hit]) -> None:
+        for m in self._password.finditer(lower):
+            if m.start() > 0 and lower[m.start() - 1].isalnum():
+                continue  # "spin: …", "mypassword" as an identifier
+            quote = m.group(1)
             start = m.start(2)
+            value = text[start : m.end(2)]
             if not quote:
                 value = value.rstrip(".,;:!?)")
             elif value.endswith(quote):
@@ -80,14 +92,14 @@ class SecretRules:
                 continue
             if self._code_value.match(value):
                 continue  # password = form.password.data, getpass(), <secret>, ****
-            stated = text[m.start() : m.start(1)].lower()
+            stated = lower[m.start() : m.start(1)].rstrip()
             plain_word = value.isalpha() and value.islower()
-            if plain_word and stated.rstrip().endswith((" is", " was", " be")) and not quote:
-                # "the password is sunshine" is a password; "password is weak" is not.
-                # Common words are filtered above; a remaining plain word counts, weaker.
+            if plain_word and stated.endswith((" is", " was", " be")) and not quote:
+                # "the password is sunshine" is a password; "password is weak" is not
+                # (common words are in the placeholder list); a plain word scores lower.
                 out.append(Hit("PASSWORD", start, start + len(value), 0.7))
-                continue
-            out.append(Hit("PASSWORD", start, start + len(value), 0.9))
+            else:
+                out.append(Hit("PASSWORD", start, start + len(value), 0.9))
 
 
 def _looks_random(token: str) -> bool:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
+from ._phrases import PhraseHit
 
-from ._lexicon import Lexicon
+__all__ = ["TOPIC_LABEL_PREFIX", "topics_of"]
 
-__all__ = ["TopicRules"]
+#: Phrase labels "topic:<name>" mark topic words in the shared PhraseMatcher.
+TOPIC_LABEL_PREFIX = "topic:"
 
 # Entity types that imply a topic even when no topic word is present.
 _TYPE_TOPICS: dict[str, str] = {
@@ -26,19 +27,11 @@ _TYPE_TOPICS: dict[str, str] = {
 }
 
 
-class TopicRules:
-    def __init__(self, lexicon: Lexicon) -> None:
-        parts = []
-        for topic, words in sorted(lexicon.topic_words.items()):
-            alt = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-            parts.append(f"(?P<{topic}>{alt})")
-        self._words = re.compile(r"(?i:\b(?:" + "|".join(parts) + r")\b)")
-
-    def topics(self, text: str, types: set[str], medical: bool) -> frozenset[str]:
-        found = {_TYPE_TOPICS[t] for t in types if t in _TYPE_TOPICS}
-        if medical:
-            found.add("health")
-        for m in self._words.finditer(text):
-            if m.lastgroup is not None:
-                found.add(m.lastgroup)
-        return frozenset(found)
+def topics_of(types: set[str], phrases: list[PhraseHit], medical: bool) -> frozenset[str]:
+    found = {_TYPE_TOPICS[t] for t in types if t in _TYPE_TOPICS}
+    if medical:
+        found.add("health")
+    for p in phrases:
+        if p.label.startswith(TOPIC_LABEL_PREFIX):
+            found.add(p.label[len(TOPIC_LABEL_PREFIX) :])
+    return frozenset(found)
