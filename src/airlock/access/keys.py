@@ -172,45 +172,25 @@ class KeyStore:
         self._forget(key_id)
         return info
 
-    async def ensure_master_key(self) -> IssuedKey | None:
-        """Create the stored master (admin) key on first start; ``None`` if one exists.
-
-        Used when ``AIRLOCK_MASTER_KEY`` is unset: print the returned key once.
-        """
-        async with self.engine.connect() as conn:
-            found = (
-                await conn.execute(
-                    select(_T.c.id).where(_T.c.kind == "master", _T.c.revoked_at.is_(None))
-                )
-            ).first()
-        if found is not None:
-            return None
-        return await self.create(KeySpec(name="master", is_admin=True), kind="master")
-
     # -- authentication ------------------------------------------------------------
 
-    async def authenticate(
-        self, presented: str | None, *, master_key: str | None = None
-    ) -> Principal:
-        """The Principal of ``presented``, or AuthenticationError (401).
-
-        ``master_key`` is ``AIRLOCK_MASTER_KEY`` when set: it authenticates as the
-        admin principal without a database row. Error messages never contain the key.
-        """
+    async def authenticate(self, presented: str | None) -> Principal:
+        """The Principal of ``presented``, or AuthenticationError (401) for a missing,
+        malformed, unknown, revoked or expired key. Messages never contain the key."""
         if not presented or not isinstance(presented, str):
             raise AuthenticationError("Missing API key: pass it as 'Authorization: Bearer KEY'.")
-        if master_key and hmac.compare_digest(presented.encode(), master_key.encode()):
-            return Principal(
-                id=MASTER_PRINCIPAL_ID,
-                kind="master",
-                tenant="default",
-                name="master",
-                is_admin=True,
-            )
-        if not looks_like_key(presented):
+        principal = await self.verify_token(presented)
+        if principal is None:
             raise AuthenticationError(_INVALID)
-        digest = hash_key(presented)
-        info = await self._lookup(digest)
+        return principal
+
+    async def verify_token(self, token: str) -> Principal | None:
+        """An ``access.authenticate.TokenVerifier``: ``None`` when ``token`` is not an
+        API key at all (so OIDC may try it), AuthenticationError when it is one but is
+        not valid."""
+        if not looks_like_key(token):
+            return None
+        info = await self._lookup(hash_key(token))
         if info is None:
             raise AuthenticationError(_INVALID)
         if info.revoked_at is not None:

@@ -202,6 +202,8 @@ def error_type_of(exc: BaseException) -> str:
     if isinstance(exc, AirlockError):
         if exc.code in ERROR_TYPES:
             return str(exc.code)
+        if type(exc).default_code in ERROR_TYPES:  # a custom code on a known class
+            return str(type(exc).default_code)
         if exc.error_type in ERROR_TYPES:
             return exc.error_type
     return "server_error"

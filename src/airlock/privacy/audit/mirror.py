@@ -8,9 +8,11 @@ after a crash between commit and mirror write, and when several replicas share t
 database (each replica's mirror then holds every record, including other replicas').
 
 Durability: with ``fsync="batch"`` (default) the file is fsynced once per sync, i.e.
-once per ledger batch, before ``head.json`` is atomically replaced; ``"never"``
-leaves flushing to the OS. A process that shares the directory with another takes an
-exclusive ``flock`` on ``.lock`` for the whole sync.
+once per ledger batch, before ``head.json`` (which records the file's size) is
+atomically replaced; ``"never"`` leaves flushing to the OS. Lines beyond the size in
+``head.json`` were written by a process that died before signing them; the next sync
+drops them and rewrites them from the database. A process that shares the directory
+with another takes an exclusive ``flock`` on ``.lock`` for the whole sync.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import IO, Literal, Protocol
 
-from airlock.privacy.audit._canonical import canonical_json, macs_equal
-from airlock.privacy.audit.entries import ChainEntry, CheckpointEntry, HeadState, head_mac
+from airlock.privacy.audit._canonical import canonical_json, mac_hex, macs_equal
+from airlock.privacy.audit.entries import ChainEntry, CheckpointEntry, HeadState
 from airlock.privacy.audit.errors import AuditIntegrityError
 
 __all__ = [
@@ -64,6 +66,11 @@ class JsonlMirror:
 
     def read_head(self) -> HeadState | None:
         """The mirror's signed head, or ``None`` for a mirror never written."""
+        state = self._read_state()
+        return None if state is None else state[0]
+
+    def _read_state(self) -> tuple[HeadState, int] | None:
+        """Head and the file size it was written at (both covered by the MAC)."""
         try:
             raw = json.loads(self.head_path.read_text(encoding="ascii"))
             head = HeadState(
@@ -72,18 +79,21 @@ class JsonlMirror:
                 int(raw["anchor_index"]),
                 str(raw["anchor_prev_hash"]),
             )
-            mac = raw["mac"]
+            size, mac = int(raw["size"]), raw["mac"]
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise AuditIntegrityError(f"{self.head_path} is unreadable or malformed") from None
-        if not macs_equal(mac, head_mac(self._key, head)):
+        if not macs_equal(mac, self._head_mac(head, size)):
             raise AuditIntegrityError(f"the MAC of {self.head_path} does not match")
-        return head
+        return head, size
+
+    def _head_mac(self, head: HeadState, size: int) -> str:
+        return mac_hex(self._key, canonical_json({**head.to_json_dict(), "size": size}))
 
     def _write_head(self, head: HeadState) -> None:
-        obj = head.to_json_dict()
-        obj["mac"] = head_mac(self._key, head)
+        size = self.path.stat().st_size if self.path.exists() else 0
+        obj = {**head.to_json_dict(), "size": size, "mac": self._head_mac(head, size)}
         tmp = self.head_path.with_suffix(".tmp")
         with open(tmp, "w", encoding="ascii") as fh:
             fh.write(canonical_json(obj) + "\n")
@@ -91,6 +101,26 @@ class JsonlMirror:
             if self._fsync == "batch":
                 os.fsync(fh.fileno())
         os.replace(tmp, self.head_path)
+
+    def _recover(self) -> HeadState | None:
+        """Read the head and drop lines written after it by a process that died
+        before updating it (they were never signed into the head)."""
+        state = self._read_state()
+        if state is None:
+            return None
+        head, size = state
+        actual = self.path.stat().st_size if self.path.exists() else 0
+        if actual < size:
+            raise AuditIntegrityError(
+                f"{self.path} is shorter than its head records: the mirror was truncated; "
+                "move the audit directory aside to rebuild it from the database"
+            )
+        if actual > size:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(size)
+                if self._fsync == "batch":
+                    os.fsync(fh.fileno())
+        return head
 
     # -- sync ---------------------------------------------------------------
 
@@ -104,7 +134,7 @@ class JsonlMirror:
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
         lock_fd = await asyncio.to_thread(self._acquire_lock)
         try:
-            head = await asyncio.to_thread(self.read_head)
+            head = await asyncio.to_thread(self._recover)
             if entries and head is not None and entries[0].index == head.last_index + 1:
                 await asyncio.to_thread(self._append, head, entries, checkpoints)
                 return
