@@ -4,7 +4,8 @@
     PYTHONPATH=/tmp/fk .venv/bin/python bench/detector_data/generate.py
 
 Writes ``train.jsonl`` (the pool the rules were tuned on, seed 1) and ``test.jsonl``
-(held-out templates, other name locales, other medical terms, seed 2) beside this file.
+(held-out templates, other name locales, other medical terms, seed 2) and ``final.jsonl``
+(templates written last, never inspected; seed 3) beside this file.
 Each line: {"id", "split", "template", "text", "entities": [{"type", "start", "end"}]}.
 """
 
@@ -43,6 +44,14 @@ TERMS = {
                  "a biopsy", "bypass surgery", "IVF"],
     },
     # Held-out pool: half the terms are not in the detector's word list.
+    "final": {
+        "cond": ["rheumatoid arthritis", "Addison's disease", "bronchiectasis", "anemia",
+                 "atrial fibrillation", "endometriosis", "gout", "cystic fibrosis"],
+        "med": ["clopidogrel", "carvedilol", "valsartan", "Humira", "tamsulosin",
+                "escitalopram", "apixaban", "budesonide"],
+        "proc": ["a cholecystectomy", "a cardiac ablation", "cataract surgery",
+                 "a bone marrow biopsy", "an ERCP", "physiotherapy"],
+    },
     "test": {
         "cond": ["pulmonary embolism", "Graves' disease", "deep vein thrombosis", "lupus",
                  "Hashimoto's thyroiditis", "chronic kidney disease", "shingles", "sarcoidosis",
@@ -55,6 +64,8 @@ TERMS = {
 }  # fmt: skip
 
 PUBLIC = {
+    "final": ["Ada Lovelace", "Simon Bolivar", "Catherine the Great", "Nikola Tesla",
+              "Toni Morrison", "Ibn Battuta", "Hannah Arendt"],
     "train": ["Abraham Lincoln", "Albert Einstein", "Marie Curie", "Winston Churchill",
               "Isaac Newton", "Nelson Mandela", "Charles Darwin"],
     "test": ["Genghis Khan", "Queen Victoria", "Thomas Aquinas", "Frida Kahlo",
@@ -62,6 +73,7 @@ PUBLIC = {
 }  # fmt: skip
 
 LOCALES = {
+    "final": ["en_US", "en_IE", "fr_FR", "it_IT", "pl_PL", "es_MX"],
     "train": ["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT"],
     "test": ["en_US", "en_GB", "nl_NL", "pl_PL", "pt_BR", "de_DE"],
 }
@@ -87,7 +99,7 @@ def _makers(v: ValueFactory, split: str) -> dict[str, Callable[[], str]]:
         "order": lambda: r.choice(["", "ORD-", "INV-", "A"]) + v.digits(r.randint(6, 12)),
         "bad_card": v.bad_card, "bad_iban": lambda: v.iban(valid=False),
         "bad_nhs": lambda: v.nhs(valid=False),
-        "bad_ssn": lambda: r.choice(["000", "666", "912"]) + "-" + v.digits(2) + "-" + v.digits(4),
+        "bad_ssn": lambda: r.choice(["000", "666", "912"]) + f"-{r.randint(0, 49):02d}-" + v.digits(4),
         "ver": lambda: f"{r.randint(1, 4)}.{r.randint(0, 30)}.{r.randint(0, 9)}",
         "date": lambda: f"{r.randint(1, 28)}/{r.randint(1, 12)}/{r.randint(2000, 2030)}",
         "sha": lambda: "".join(r.choice("0123456789abcdef") for _ in range(40)),
@@ -123,7 +135,8 @@ def generate(split: str, seed: int) -> list[dict[str, Any]]:
     from faker import Faker
 
     rnd = random.Random(seed)
-    faker = Faker(LOCALES[split])
+    # Addresses always come from en_US, en_GB and de_DE; names from the split's locales.
+    faker = Faker(sorted(set(LOCALES[split]) | {"en_US", "en_GB", "de_DE"}))
     faker.seed_instance(seed)
     makers = _makers(ValueFactory(rnd, faker, LOCALES[split]), split)
     rows: list[dict[str, Any]] = []
@@ -141,7 +154,7 @@ def generate(split: str, seed: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    for split, seed in (("train", 1), ("test", 2)):
+    for split, seed in (("train", 1), ("test", 2), ("final", 3)):
         rows = generate(split, seed)
         path = HERE / f"{split}.jsonl"
         with path.open("w", encoding="utf-8") as f:

@@ -2,8 +2,10 @@
 
 ``{SLOT}`` in upper case is a labelled entity (its type is the slot name, or the mapping in
 ``generate.LABELS``); ``{slot}`` in lower case fills in an unlabelled value (hard negatives).
-The two pools share no template: the test pool was written after the rules were tuned
-on the first, to measure how the rules carry over to wording they were not tuned on.
+The pools share no template. "train" is what the rules were tuned on. "test" was written
+after that and measured blind once; its errors were then inspected and general fixes made,
+so it is no longer blind. "final" was written after those fixes and never inspected: its
+numbers are the honest held-out estimate.
 """
 
 from __future__ import annotations
@@ -88,6 +90,40 @@ POSITIVE: dict[str, tuple[str, ...]] = {
     ),
 }
 
+POSITIVE["final"] = (
+    "Please update the payroll record: SSN {US_SSN}, effective next month.",
+    "Hello, my social is {US_SSN} and I can't log in to the portal.",
+    "The ITIN on the 1040 is {US_ITIN}.",
+    "Why was my payment with {CREDIT_CARD} declined twice?",
+    "Customer card on file: {CREDIT_CARD}",
+    "Pay the freelancer to {IBAN_CODE} before month end.",
+    "Can you format {IBAN_CODE} correctly for a SEPA form?",
+    "GP letter for NHS number {UK_NHS}, please keep it short.",
+    "Payslip query, NINO {UK_NINO}.",
+    "US passport no. {US_PASSPORT} was issued in Chicago.",
+    "Use routing {ABA_ROUTING_NUMBER} and account {US_BANK_NUMBER} for the refund.",
+    "Supplier VAT ID {EU_VAT} — does the reverse charge apply?",
+    "Why is {IP_ADDRESS} hitting our login endpoint every second?",
+    "Whitelist {IP_ADDRESS} on the VPN.",
+    "Send the minutes to {EMAIL_ADDRESS} please.",
+    "Contact: {PERSON} <{EMAIL_ADDRESS}>",
+    "Reach me on {PHONE_NUMBER} tomorrow morning.",
+    "MRN: {MEDICAL_RECORD_NUMBER} — please draft the referral.",
+    "Name: {PERSON}\nDate of birth: {DATE_OF_BIRTH}\nReason for visit: cough",
+    "Subscriber ID {HEALTH_INSURANCE_ID}, is the MRI pre-authorised?",
+    "{PERSON} has {CONDITION} and is on {MEDICATION}. Suggest a diet plan.",
+    "Discharge summary: {PERSON} underwent {PROCEDURE} without complications.",
+    "Can you explain to {PERSON} why {MEDICATION} makes her dizzy?",
+    "Reminder to Mrs. {PERSON}: your {PROCEDURE} is booked for Friday.",
+    "Our new office is at {STREET_ADDRESS}.",
+    "{PERSON}, {STREET_ADDRESS}",
+    "OPENAI_API_KEY = \"{API_KEY}\"",
+    "Here's the token if you need it: {API_KEY}",
+    "-- key for the deploy user --\n{PRIVATE_KEY}",
+    "username: ops, password: {PASSWORD}",
+    "Regards,\n{PERSON}\n{PHONE_NUMBER}",
+)
+
 NEGATIVE: dict[str, tuple[str, ...]] = {
     "train": (
         "Who was {public}?",
@@ -132,5 +168,21 @@ NEGATIVE: dict[str, tuple[str, ...]] = {
         "Calculate {num} * {num} + {num}.",
         "Example: user@example.com, 192.0.2.1 in docs.",
         "sklearn vs sk-learn naming, which is correct?",
+    ),
+    "final": (
+        "Explain the main achievements of {public}.",
+        "PO number {order} still shows pending approval.",
+        "Shipment {order} is stuck in customs.",
+        "Why does {bad_card} fail the card check?",
+        "Is {bad_iban} a real IBAN?",
+        "What is the first-line treatment for {cond}?",
+        "What is the usual adult dose of {med}?",
+        "{first} bought {num} pencils and {num} pens. How many items in total?",
+        "npm install react@{ver}",
+        "if password != confirm_password: raise ValueError('mismatch')",
+        "Write an essay on {public} and the politics of {year}.",
+        "Round {num}.{num} to the nearest whole number.",
+        "The build number is {order} and the tag is v{ver}.",
+        "Compare the economies of {city} and Lisbon.",
     ),
 }

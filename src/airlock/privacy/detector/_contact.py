@@ -50,7 +50,7 @@ class ContactRules:
             r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
             r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
         )
-        self._version_ctx = re.compile(r"(?:\bv|version|release|build|ver\.?)\s*$")
+        self._version_ctx = re.compile(r"\b(?:v|version|release|build|ver\.?)\s*$")
 
     def find(self, text: str, lower: str, out: list[Hit], *, has_digits: bool) -> None:
         if "@" in text:

@@ -56,7 +56,21 @@ class HealthRules:
             r"|" + _MONTHS + r"\.? [0-9]{1,2}(?:st|nd|rd|th)?,? (?:19|20)[0-9]{2}"
         )
         self._dob_ctx = re.compile(
-            r"\b(?:dob|d\.o\.b|date of birth|birth ?date|born(?: on)?|birthday)\b[^.\n]{0,12}$"
+            r"\b(?:dob|d\.o\.b\.?|date of birth|birth ?date|born(?: on)?|birthday)[^.\n]{0,12}$"
+        )
+        self._dose = re.compile(
+            r"([a-z][a-z\-]{3,}) [0-9]+(?:\.[0-9]+)? ?(?:mg|mcg|µg|ml|units|iu)(?![a-z])"
+        )
+        # International non-proprietary name stems (WHO INN): -pril, -sartan, -olol, …
+        stems = (
+            r"pril|sartan|olol|statin|mab|nib|azole|cillin|mycin|cycline|floxacin|dipine|azepam"
+            r"|zolam|oxetine|aline|triptyline|tidine|prazole|triptan|setron|afil|terol|sone"
+            r"|olone|parin|gliflozin|gliptin|glutide|racetam|arone|lactone|trexate|vir|fenac"
+            r"|profen|codone|morphone|pam|pine"
+        )
+        self._drug_verb = re.compile(
+            r"(?:takes|taking|take|on|increase|decrease|reduce|start|stop|continue|prescribed)"
+            rf"[ \t]+([a-z]+(?:{stems}))(?![a-z])"
         )
         # "diagnosed with <anything>": catches conditions the word list does not know.
         self._trigger = re.compile(
@@ -66,6 +80,14 @@ class HealthRules:
             r"((?:a |an )?[^\W\d][\w'\-]*(?: [\w'\-]+){0,2}?)"
             r"(?=[.,;:!?)\n]|$| (?:and|but|for|on|at|in|since|after|last|which|who|to) )"
         )
+
+    def _drugs(self, text: str, lower: str) -> list[tuple[int, int]]:
+        """Drug names the word list lacks: "<word> 20 mg" or a pharmacological suffix."""
+        spans = [(m.start(1), m.end(1)) for m in self._dose.finditer(lower)]
+        for m in self._drug_verb.finditer(lower):
+            if m.start() == 0 or not lower[m.start() - 1].isalnum():
+                spans.append((m.start(1), m.end(1)))
+        return spans
 
     def find_identifiers(self, text: str, lower: str, out: list[Hit]) -> None:
         if any(w in lower for w in _MRN_WORDS):
@@ -100,6 +122,9 @@ class HealthRules:
     def medical_spans(self, text: str, lower: str, terms: list[PhraseHit]) -> list[tuple[int, int]]:
         """Diagnoses, medications and procedures (entities only next to a named person)."""
         spans = [(h.start, h.end) for h in terms]
+        for s, e in self._drugs(text, lower):
+            if not any(a < e and s < b for a, b in spans):
+                spans.append((s, e))
         for m in self._trigger.finditer(lower):
             s, e = m.start(1), m.end(1)
             if s > 0 and lower[m.start() - 1].isalnum():

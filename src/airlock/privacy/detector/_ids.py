@@ -84,6 +84,9 @@ class IdentifierRules:
         )
         # Anchored on the two check digits, then looking back at the country code.
         self._iban = re.compile(r"[0-9]{2}(?<=[A-Za-z]{2}[0-9]{2})(?: ?[A-Za-z0-9]){11,31}")
+        self._iban_groups = re.compile(
+            r"[A-Za-z]{2}[0-9]{2}(?: [A-Za-z0-9]{4})*(?: [A-Za-z0-9]{1,3})?"
+        )
         self._nhs = re.compile(r"[0-9]{3}([ \-]?)[0-9]{3}\1[0-9]{4}")
         self._nhs_ctx = re.compile(r"\b(?:nhs|national health|chi number|health service)")
         self._phone_ctx = re.compile(r"\b(?:phone|tel|mobile|cell|call|fax|whatsapp|text)")
@@ -122,7 +125,7 @@ class IdentifierRules:
             if not standalone(text, s, e):
                 continue
             digits = m.group().replace("-", "").replace(" ", "")
-            ctx = near(self._ssn_ctx, lower, s, e, 50)
+            ctx = near(self._ssn_ctx, lower, s, e, 50, 40)
             if not m.group(1) and not ctx:
                 continue  # a bare 9-digit number is an SSN only when the text says so
             if itin_valid(digits):
@@ -183,6 +186,8 @@ class IdentifierRules:
                         break
             if count < want:
                 continue
+            if " " in raw[:cut] and self._iban_groups.fullmatch(raw[:cut]) is None:
+                continue  # spaces only between groups of four, as IBANs are printed
             if iban_valid(raw[:cut].replace(" ", "")):
                 out.append(Hit("IBAN_CODE", start, start + cut, 1.0))
 

@@ -13,7 +13,8 @@ _TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Mme|Mlle|Herr|Frau|Sr|Sra|
 _PUBLIC_ADDRESSES = ("10 downing street", "1600 pennsylvania avenue", "221b baker street")
 _GERMAN_STREETS = ("straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "ring", "damm")
 # Triggers after which one capitalised word is too weak ("a dog named Max").
-_NEEDS_FULL_NAME = ("named", "called")
+_NEEDS_FULL_NAME = ("named", "called", "call", "text", "email", "e-mail", "phone", "ask", "tell",
+                    "contact", "notify", "remind", "message", "invite", "for")  # fmt: skip
 
 
 class PeopleRules:
@@ -29,7 +30,11 @@ class PeopleRules:
         up, lo = f"[{re.escape(upper)}]", f"[{re.escape(lower)}]"
         # One name word: "Smith", "O'Brien", "McDonald", "Anna-Marie", "José", "Łukasz".
         tok = rf"{up}{lo}+(?:{up}{lo}+)?(?:[\-'’]{up}{lo}+)?"
-        name = rf"{tok}(?:[ \t]+(?:{up}\.[ \t]+)?{tok}){{0,2}}"
+        # Surname particles: "Maysa da Rocha", "Luka van Breukeleveen", "Juan de la Cruz".
+        particle = (
+            r"(?:(?:da|de|di|do|dos|das|del|della|der|den|du|la|le|van|von|ter|ten|bin|al)[ \t]+)"
+        )
+        name = rf"{tok}(?:[ \t]+(?:{up}\.[ \t]+)?{particle}{{0,2}}{tok}){{0,2}}"
         self._token = re.compile(tok)
         self._name = re.compile(name)
         self._title = re.compile(rf"{_TITLES}\.?[ \t]+({name})")
@@ -38,10 +43,16 @@ class PeopleRules:
             r"(?:patient|pt\.|client|customer|employee|applicant|tenant|claimant|resident"
             r"|my name is|name is|full name|name:|named|called|dear|sincerely,?|regards,?"
             r"|signed,?|attn:?|spouse|husband|wife|son|daughter|mother|father|caregiver"
-            r"|guardian|beneficiary|insured)[ \t]*[:,]?\s+"
+            r"|guardian|beneficiary|insured|neighbou?r|friend|landlord|boss|coworker|roommate"
+            r"|partner|fianc[ée]e?|girlfriend|boyfriend"
+            # Verbs addressed to a person: need a full name ("Call Support" is no one).
+            r"|call|text|email|e-mail|phone|ask|tell|contact|notify|remind|message|invite|for"
+            r")(?:[ \t]+(?:is|was))?[ \t]*[:,]?\s+"
         )
         self._self_intro = re.compile(r"(?:i am|i'm|i’m|this is|it's)[ \t]+")
-        self._bigram = re.compile(rf"({tok})[ \t]+(?:{up}\.[ \t]+)?({tok})(?:[ \t]+({tok}))?")
+        self._bigram = re.compile(
+            rf"({tok})[ \t]+(?:{up}\.[ \t]+)?{particle}{{0,2}}({tok})(?:[ \t]+({tok}))?"
+        )
         suffixes = sorted(
             lexicon.street_suffixes_strong + lexicon.street_suffixes_weak, key=len, reverse=True
         )
@@ -132,21 +143,37 @@ class PeopleRules:
                 continue
             n = self._name.match(text, m.end())
             if n is not None:
-                full = m.group().rstrip().startswith(_NEEDS_FULL_NAME)
-                self._add(text, n.start(), n.end(), 0.85, public, found, known=False, full=full)
+                trigger = m.group().split(None, 1)[0].rstrip(":,")
+                full = trigger in _NEEDS_FULL_NAME
+                # "for United States": after "for" only a known first name starts a name.
+                known = trigger == "for"
+                self._add(text, n.start(), n.end(), 0.85, public, found, known=known, full=full)
         for m in self._self_intro.finditer(lower):
             n = self._name.match(text, m.end())
             if n is not None and (m.start() == 0 or not lower[m.start() - 1].isalnum()):
                 self._add(text, n.start(), n.end(), 0.85, public, found, known=True)
         if signal:
-            for m in self._bigram.finditer(text):
-                if m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "-"):
-                    continue
-                if m.group(1) in self._first_names and m.group(2) not in self._not_names:
-                    third = m.group(3)
-                    end = m.end(3) if third and third not in self._not_names else m.end(2)
-                    self._add(text, m.start(1), end, 0.7, public, found, known=True)
+            self._find_listed_names(text, public, found)
         out.extend(found)
+
+    def _find_listed_names(
+        self, text: str, public: list[tuple[int, int]], found: list[Hit]
+    ) -> None:
+        """Capitalised word pairs whose first word is a known first name."""
+        pos = 0
+        while (m := self._bigram.search(text, pos)) is not None:
+            if m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "-"):
+                pos = m.start(2)
+                continue
+            first = m.group(1)
+            known = first in self._first_names or first.split("-")[0] in self._first_names
+            if not known or m.group(2) in self._not_names:
+                pos = m.start(2)  # "Text Nathan Bryan": retry from "Nathan"
+                continue
+            third = m.group(3)
+            end = m.end(3) if third and third not in self._not_names else m.end(2)
+            self._add(text, m.start(1), end, 0.7, public, found, known=True)
+            pos = end
 
     def _add(
         self,

@@ -49,7 +49,7 @@ class SecretRules:
         self._pem_end = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
         self._password = re.compile(
             r"(?:password|passwd|pwd|passcode|passphrase|pass phrase|pin(?: code| number)?)"
-            r"(?:\s+(?:is|was|will be|=|:)|\s*[:=])\s*"
+            r"(?:\s+(?:is|was|will be|to|=|:)|\s*[:=])\s*"
             r"([\"'`]?)([^\s\"'`]{4,64})"
         )
         self._code_value = re.compile(
@@ -93,6 +93,8 @@ class SecretRules:
             if self._code_value.match(value):
                 continue  # password = form.password.data, getpass(), <secret>, ****
             stated = lower[m.start() : m.start(1)].rstrip()
+            if stated.endswith(" to") and not _looks_random(value):
+                continue  # "change your password to something stronger"
             plain_word = value.isalpha() and value.islower()
             if plain_word and stated.endswith((" is", " was", " be")) and not quote:
                 # "the password is sunshine" is a password; "password is weak" is not
