@@ -185,17 +185,18 @@ def decrypt_body(fh: IO[bytes], header: SealedHeader, keys: BodyKeys, sink: Sink
         ct = record[: plain_len + TAG_BYTES]
         if _read_into(fh, ct) < len(ct):
             raise SealTruncatedError(f"sealed data ends inside chunk {i} of {n}: truncated")
-        out = sink.region(i * fixed.chunk_size, plain_len)
-        try:
-            keys.aead.decrypt_into(
-                chunk_nonce(keys.nonce_prefix, i, last), ct, header.header_aad, out
-            )
-        except InvalidTag:
-            raise SealAuthenticationError(
-                f"chunk {i} of {n} failed authentication: modified, reordered or corrupted",
-                chunk_index=i,
-            ) from None
-        sink.commit(out)
+        # Released on exit, also on failure: a live slice of an mmap would keep it open.
+        with sink.region(i * fixed.chunk_size, plain_len) as out:
+            try:
+                keys.aead.decrypt_into(
+                    chunk_nonce(keys.nonce_prefix, i, last), ct, header.header_aad, out
+                )
+            except InvalidTag:
+                raise SealAuthenticationError(
+                    f"chunk {i} of {n} failed authentication: modified, reordered or corrupted",
+                    chunk_index=i,
+                ) from None
+            sink.commit(out)
     if fh.read(1):
         raise SealTrailingDataError(f"data follows the final chunk ({n - 1}): data was appended")
 
