@@ -99,7 +99,8 @@ def _makers(v: ValueFactory, split: str) -> dict[str, Callable[[], str]]:
         "order": lambda: r.choice(["", "ORD-", "INV-", "A"]) + v.digits(r.randint(6, 12)),
         "bad_card": v.bad_card, "bad_iban": lambda: v.iban(valid=False),
         "bad_nhs": lambda: v.nhs(valid=False),
-        "bad_ssn": lambda: r.choice(["000", "666", "912"]) + f"-{r.randint(0, 49):02d}-" + v.digits(4),
+        "bad_ssn": lambda: f"{r.choice(['000', '666', '912'])}-{r.randint(0, 49):02d}-"
+        + v.digits(4),
         "ver": lambda: f"{r.randint(1, 4)}.{r.randint(0, 30)}.{r.randint(0, 9)}",
         "date": lambda: f"{r.randint(1, 28)}/{r.randint(1, 12)}/{r.randint(2000, 2030)}",
         "sha": lambda: "".join(r.choice("0123456789abcdef") for _ in range(40)),

@@ -117,7 +117,7 @@ POSITIVE["final"] = (
     "Reminder to Mrs. {PERSON}: your {PROCEDURE} is booked for Friday.",
     "Our new office is at {STREET_ADDRESS}.",
     "{PERSON}, {STREET_ADDRESS}",
-    "OPENAI_API_KEY = \"{API_KEY}\"",
+    'OPENAI_API_KEY = "{API_KEY}"',
     "Here's the token if you need it: {API_KEY}",
     "-- key for the deploy user --\n{PRIVATE_KEY}",
     "username: ops, password: {PASSWORD}",

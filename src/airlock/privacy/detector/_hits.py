@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import NamedTuple
 
@@ -46,9 +47,16 @@ def standalone(text: str, start: int, end: int) -> bool:
 def resolve_overlaps(hits: list[Hit]) -> list[Hit]:
     """Keep the best of overlapping candidates: higher score, then longer span, then earlier."""
     ranked = sorted(hits, key=lambda h: (-h.score, -(h.end - h.start), h.start))
+    # Kept spans never overlap, so sorted by start they are also sorted by end: a new
+    # span is free when it ends before the next kept start and starts after the previous end.
+    starts: list[int] = []
     kept: list[Hit] = []
     for h in ranked:
-        if all(h.end <= k.start or h.start >= k.end for k in kept):
-            kept.append(h)
-    kept.sort(key=lambda h: (h.start, h.end))
+        i = bisect.bisect_right(starts, h.start)
+        if i > 0 and kept[i - 1].end > h.start:
+            continue
+        if i < len(kept) and kept[i].start < h.end:
+            continue
+        starts.insert(i, h.start)
+        kept.insert(i, h)
     return kept

@@ -6,12 +6,16 @@ import re
 
 from ._hits import Hit, standalone
 from ._lexicon import Lexicon
+from ._phrases import trie_pattern
 
 __all__ = ["PeopleRules"]
 
 _TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)"
 _PUBLIC_ADDRESSES = ("10 downing street", "1600 pennsylvania avenue", "221b baker street")
 _GERMAN_STREETS = ("straße", "strasse", "str.", "weg", "gasse", "platz", "allee", "ring", "damm")
+_OTHER_STREET_WORDS = ("rue", "avenue", "boulevard", "bd", "place", "chemin", "allée",
+                       "impasse", "quai", "calle", "avenida", "via", "piazza", "corso", "rua",
+                       "box")  # fmt: skip
 # Triggers after which one capitalised word is too weak ("a dog named Max").
 _NEEDS_FULL_NAME = ("named", "called", "call", "text", "email", "e-mail", "phone", "ask", "tell",
                     "contact", "notify", "remind", "message", "invite", "for")  # fmt: skip
@@ -53,9 +57,7 @@ class PeopleRules:
         self._bigram = re.compile(
             rf"({tok})[ \t]+(?:{up}\.[ \t]+)?{particle}{{0,2}}({tok})(?:[ \t]+({tok}))?"
         )
-        suffixes = sorted(
-            lexicon.street_suffixes_strong + lexicon.street_suffixes_weak, key=len, reverse=True
-        )
+        suffixes = lexicon.street_suffixes_strong + lexicon.street_suffixes_weak
         words = (
             r"(?!(?:The|A|An|In|On|Of|And|For|To|At)\b)"
             rf"(?:(?:{up}[\w'’.\-]*|[0-9]+(?:st|nd|rd|th))[ \t]+){{1,4}}?"
@@ -74,7 +76,7 @@ class PeopleRules:
             r"(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?[ \t]+)?"
             + words
             + "("
-            + "|".join(re.escape(s) for s in suffixes)
+            + trie_pattern(suffixes)
             + r")(?![\w])\.?"
             + unit
             + tail
@@ -119,6 +121,8 @@ class PeopleRules:
                     s -= 1
                 if s < m.start() and text[s].isupper() and standalone(text, s, m.end()):
                     out.append(Hit("STREET_ADDRESS", s, m.end(), 0.85))
+        if not any(w in lower for w in _OTHER_STREET_WORDS):
+            return
         for m in self._other_address.finditer(text):
             if standalone(text, m.start(), m.end()):
                 out.append(Hit("STREET_ADDRESS", m.start(), m.end(), 0.85))

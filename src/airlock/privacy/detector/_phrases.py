@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-__all__ = ["PhraseHit", "PhraseMatcher", "fold"]
+__all__ = ["PhraseHit", "PhraseMatcher", "fold", "trie_pattern"]
 
 
 class PhraseHit(NamedTuple):
@@ -34,7 +34,8 @@ def fold(text: str) -> str:
     return "".join(c.lower()[0] for c in text)
 
 
-def _trie_pattern(words: Iterable[str]) -> str:
+def trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching exactly ``words``, shaped as a character trie (fast in ``re``)."""
     trie: dict[str, Any] = {}
     for w in words:
         node = trie
@@ -67,7 +68,7 @@ class PhraseMatcher:
                 caps.add(key)  # acronyms: "AIDS" is a condition, "aids" is a verb
         self._labels = labels
         self._caps = frozenset(caps)
-        self._re = re.compile(r"[^a-z0-9](" + _trie_pattern(labels) + r")(?![a-z0-9])")
+        self._re = re.compile(r"[^a-z0-9](" + trie_pattern(labels) + r")(?![a-z0-9])")
 
     def find(self, text: str, lower: str) -> list[PhraseHit]:
         out: list[PhraseHit] = []
