@@ -30,7 +30,7 @@ class ContactRules:
         )
         # Anchored on "@", the local part is found by looking back from it.
         self._email = re.compile(
-            r"(?<=[\w.%+\-])@((?:[A-Za-z0-9\-]{1,63}\.)+[A-Za-z]{2,24})(?![\w\-]|\.\w)"
+            r"(?<=[\w.%+\-])@((?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24})(?![\w\-]|\.\w)"
         )
         self._local = re.compile(r"[\w.%+\-]{1,64}$")
         self._intl = re.compile(r"\+[1-9][0-9]{0,2}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}")

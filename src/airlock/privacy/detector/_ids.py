@@ -228,7 +228,10 @@ class IdentifierRules:
                 out.append(Hit("US_BANK_NUMBER", s, e, 0.92))
 
     def _find_vat(self, text: str, lower: str, out: list[Hit]) -> None:
-        for m in self._vat.finditer(text):
+        pos = 0
+        while (m := self._vat.search(text, pos)) is not None:
+            # On a miss, retry one character on: "VAT DE136695976" first matches "AT DE…".
+            pos = m.start() + 1
             country, body = m.group(1), m.group(2)
             fmt = self._vat_body.get(country)
             if fmt is None or fmt.fullmatch(body) is None:
@@ -245,3 +248,4 @@ class IdentifierRules:
                 out.append(Hit("EU_VAT", s, e, 0.95))
             elif near(self._vat_ctx, lower, s, e, 40):
                 out.append(Hit("EU_VAT", s, e, 0.8))
+            pos = e
