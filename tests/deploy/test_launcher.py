@@ -1,10 +1,9 @@
 """The launcher's supervision logic against a stand-in vLLM (a real child process + HTTP server).
 
-The stand-in is installed as ``vllm.entrypoints.openai.api_server`` in a throw-away
-"venv", so the launcher runs its real code path: same argv, own process group, log file,
-``/health`` polling, ``/metrics`` draining, signals. Its behaviour is steered by
-``FAKE_*`` environment variables the tests put in the launch spec. The real-vLLM version
-of these tests is tests/integration/test_vllm_launcher_recovery.py.
+The stand-in (tests/integration/fake_vllm.py) runs as vLLM's api_server module from a
+throw-away venv, so the launcher's real code path is exercised; ``FAKE_*`` variables in
+the launch spec steer it. The real-vLLM version of these tests is
+tests/integration/test_vllm_launcher_recovery.py.
 """
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ import json
 import os
 import signal
 import socket
-import stat
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,93 +30,15 @@ from airlock.deploy.launcher import (
     VllmState,
 )
 from airlock.deploy.launcher_thread import BackgroundVllm
-from airlock.deploy.vllm_env import VllmEnv, find_vllm_env, static_model_dir
+from airlock.deploy.vllm_env import VllmEnv, static_model_dir
+from tests.integration.fake_vllm import make_fake_vllm_env
 
 pytestmark = pytest.mark.timeout(120)
-
-FAKE_SERVER = textwrap.dedent(
-    '''
-    """Stand-in for vLLM's OpenAI server: /health, /metrics, /v1/models."""
-    import argparse, json, os, signal, subprocess, sys, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host"); parser.add_argument("--port", type=int)
-    parser.add_argument("--model"); parser.add_argument("--served-model-name")
-    args, _ = parser.parse_known_args()
-    state = Path(os.environ["FAKE_STATE_DIR"])
-    counter = state / "attempts"
-    attempt = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(attempt))
-    (state / f"argv-{attempt}.json").write_text(json.dumps({
-        "argv": sys.argv[1:], "pid": os.getpid(),
-        "env": {k: v for k, v in os.environ.items() if k.startswith(("VLLM_", "FAKE_", "DO_"))},
-    }))
-    # A grandchild in the same process group, like vLLM's engine core.
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    (state / f"helper-{attempt}").write_text(str(helper.pid))
-    print(f"fake vllm attempt {attempt} starting", flush=True)
-    if os.environ.get("FAKE_IGNORE_SIGTERM"):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    exit_on = {int(a) for a in os.environ.get("FAKE_EXIT_ON_ATTEMPTS", "").split(",") if a}
-    if attempt in exit_on:
-        sys.exit(3)
-    time.sleep(float(os.environ.get("FAKE_START_DELAY", "0")))
-    sick_after = int(os.environ.get("FAKE_SICK_AFTER", "0"))
-    health_calls = 0
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def _send(self, code, body, ctype="application/json"):
-            data = body.encode()
-            self.send_response(code)
-            self.send_header("content-type", ctype)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            global health_calls
-            if self.path == "/health":
-                health_calls += 1
-                sick = sick_after and health_calls > sick_after and attempt == 1
-                self._send(503 if sick else 200, "")
-            elif self.path == "/metrics":
-                f = os.environ.get("FAKE_IN_FLIGHT_FILE")
-                n = int(Path(f).read_text()) if f and Path(f).exists() else 0
-                self._send(200, "# TYPE vllm:num_requests_running gauge\\n"
-                    f'vllm:num_requests_running{{model_name="{args.served_model_name}"}} {n}.0\\n'
-                    "# TYPE vllm:num_requests_waiting gauge\\n"
-                    f'vllm:num_requests_waiting{{model_name="{args.served_model_name}"}} 0.0\\n',
-                    "text/plain")
-            elif self.path == "/v1/models":
-                self._send(200, json.dumps({"data": [{"id": args.served_model_name}]}))
-            else:
-                self._send(404, "{}")
-
-    ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
-    '''
-)
 
 
 @pytest.fixture
 def fake_env(tmp_path: Path) -> VllmEnv:
-    """A directory shaped like the vLLM venv whose api_server is the stand-in."""
-    venv = tmp_path / "venv"
-    pkg = venv / "lib" / "python3.11" / "site-packages"
-    module_dir = pkg / "vllm" / "entrypoints" / "openai"
-    module_dir.mkdir(parents=True)
-    for d in (pkg / "vllm", pkg / "vllm" / "entrypoints", module_dir):
-        (d / "__init__.py").write_text("")
-    (module_dir / "api_server.py").write_text(FAKE_SERVER)
-    python = venv / "bin" / "python"
-    python.parent.mkdir()
-    python.write_text(f'#!/bin/sh\nPYTHONPATH="{pkg}" exec "{sys.executable}" "$@"\n')
-    python.chmod(python.stat().st_mode | stat.S_IXUSR)
-    return find_vllm_env(venv)
+    return make_fake_vllm_env(tmp_path)
 
 
 def _free_port() -> int:

@@ -92,8 +92,8 @@ def engine_args_from_argv(argv: Sequence[str]) -> list[str]:
     """Strip a program prefix from a full vLLM command line, keeping the flags.
 
     Accepts ``python -m vllm.entrypoints.openai.api_server --x ...``,
-    ``vllm serve MODEL --x ...`` or a bare flag list; the model path and positional
-    arguments are the launcher's business.
+    ``vllm serve MODEL --x ...`` or a bare flag list; the model path is the launcher's
+    business.
     """
     items = list(argv)
     if API_SERVER_MODULE in items:
@@ -102,8 +102,9 @@ def engine_args_from_argv(argv: Sequence[str]) -> list[str]:
         rest = items[items.index("serve") + 1 :]
         # `vllm serve MODEL ...`: the first positional is the model.
         return rest[1:] if rest and not rest[0].startswith("-") else rest
-    first_flag = next((i for i, tok in enumerate(items) if tok.startswith("-")), len(items))
-    return items[first_flag:]
+    # Anything else must be flags only; a leading positional is refused by build_command
+    # rather than guessed to be a program name.
+    return items
 
 
 def _strip_owned(args: Sequence[str]) -> list[str]:
