@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from airlock.deploy.errors import SealError
 from airlock.deploy.sealed._kek import Kek
-from airlock.deploy.sealed._stream import BufferSink, decrypt_body, open_checked
+from airlock.deploy.sealed._stream import FileSink, decrypt_body, open_checked
 
 __all__ = ["open_sealed_to_memfd", "sealed_memfd_path"]
 
@@ -36,17 +35,11 @@ def open_sealed_to_memfd(path: Path | str, kek: Kek, *, name: str = "airlock-sea
         header, keys = open_checked(fin, kek)
         fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            size = header.fixed.size
-            os.ftruncate(fd, size)
-            if size:
-                with mmap.mmap(fd, size) as mm:
-                    view = memoryview(mm)
-                    try:
-                        decrypt_body(fin, header, keys, BufferSink(view))
-                    finally:
-                        view.release()
-            else:
-                decrypt_body(fin, header, keys, BufferSink(memoryview(bytearray())))
+            # write() into the memfd measured faster than decrypting into an mmap of it:
+            # the kernel allocates shmem pages in bulk instead of one fault per 4 KiB page.
+            with open(fd, "wb", buffering=0, closefd=False) as out:
+                decrypt_body(fin, header, keys, FileSink(out, header.fixed.chunk_size))
+            os.lseek(fd, 0, os.SEEK_SET)
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
         except BaseException:
             os.close(fd)
