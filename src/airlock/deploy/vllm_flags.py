@@ -20,6 +20,8 @@ Compliance defaults baked in (not options):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -149,15 +151,17 @@ def vllm_argv(spec: VllmLaunchSpec) -> list[str]:
     return spec.argv()
 
 
-_DTYPE_FLAGS: dict[
+_DTYPE_FLAGS: Mapping[
     str, tuple[Literal["bfloat16", "float16"], Literal["fp8", "awq_marlin"] | None]
-] = {
-    "bf16": ("bfloat16", None),
-    "fp8": ("bfloat16", "fp8"),
-    # AWQ kernels take fp16 activations; the quantization method is read from the checkpoint
-    # but named explicitly so a non-AWQ checkpoint fails at start instead of loading 16-bit.
-    "int4-awq": ("float16", "awq_marlin"),
-}
+] = MappingProxyType(
+    {
+        "bf16": ("bfloat16", None),
+        "fp8": ("bfloat16", "fp8"),
+        # AWQ kernels take fp16 activations; the quantization method is read from the checkpoint
+        # but named explicitly so a non-AWQ checkpoint fails at start instead of loading 16-bit.
+        "int4-awq": ("float16", "awq_marlin"),
+    }
+)
 
 
 def launch_spec_for(
