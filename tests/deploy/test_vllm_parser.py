@@ -34,7 +34,7 @@ def vllm_env() -> VllmEnv:
 def _specs() -> list[VllmLaunchSpec]:
     specs = [launch_spec_for(plan(make_request(**p)), model_path="/models/m") for p in PLANS]
     lora = launch_spec_for(
-        plan(make_request(model="llama-3.1-8b-instruct", gpu="a10g-24gb")),
+        plan(make_request(model="llama-3.1-8b-instruct", gpu="a10g-24gb", max_model_len=8192)),
         model_path="/models/llama",
         lora_modules=(LoraModule(name="legal", path="/adapters/legal"),),
         max_lora_rank=16,

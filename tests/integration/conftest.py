@@ -29,7 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from airlock.deploy.launcher import SupervisorPolicy, VllmChildSpec, spec_env_for_cpu
+from airlock.deploy.launcher import (
+    SupervisorPolicy,
+    VllmChildSpec,
+    VllmState,
+    spec_env_for_cpu,
+)
 from airlock.deploy.launcher_thread import BackgroundVllm
 from airlock.deploy.vllm_env import (
     VllmEnv,
@@ -61,13 +66,21 @@ def _ci() -> bool:
 
 
 def require_vllm_setup() -> tuple[VllmEnv, Path]:
-    """The vLLM venv and model dir, or skip (fail under CI) with the reason."""
+    """The vLLM venv and model dir.
+
+    Skips (with the reason) only when the venv is absent and ``CI`` is not set; under CI,
+    or when the venv exists but the setup is incomplete (no converted model), it fails.
+    """
     try:
-        return find_vllm_env(), find_model_dir()
+        env = find_vllm_env()
     except VllmSetupError as exc:
         if _ci():
             pytest.fail(f"vLLM tier required under CI: {exc.message}")
         pytest.skip(f"vLLM tier not set up: {exc.message}")
+    try:
+        return env, find_model_dir()
+    except VllmSetupError as exc:
+        pytest.fail(f"vLLM venv present but setup incomplete: {exc.message}")
 
 
 def _free_port() -> int:
@@ -124,6 +137,10 @@ class _PoolFactory:
 
     def ensure(self, names: tuple[str, ...]) -> list[VllmServer]:
         cpus = {"primary": "0", "secondary": "1"}
+        for name in names:
+            # A test may have stopped a server for good (drain tests): start a new one.
+            if name in self.pool and self.pool[name].handle.state is VllmState.STOPPED:
+                self.pool.pop(name).handle.stop()
         missing = [n for n in names if n not in self.pool]
         launched = [(n, *_launch(self.root, self.env, self.model_dir, n, cpus[n])) for n in missing]
         _start_all([handle for _, handle, _, _ in launched])

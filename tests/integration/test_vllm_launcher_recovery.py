@@ -126,3 +126,49 @@ def test_replicas_are_independent_servers(vllm_replicas: tuple[VllmServer, VllmS
     assert first.handle.pid != second.handle.pid
     for server in vllm_replicas:
         assert _ask(server, stream=False)
+
+
+def test_drain_lets_an_in_flight_stream_finish_before_vllm_stops(
+    vllm_replicas: tuple[VllmServer, VllmServer],
+) -> None:
+    # Stops the secondary replica for good; the fixtures start a new one when next needed.
+    server = vllm_replicas[1]
+    handle = server.handle
+    old_pid = handle.pid
+    assert old_pid is not None
+    first_chunk = threading.Event()
+    result: dict[str, object] = {}
+
+    def stream() -> None:
+        with openai.OpenAI(
+            base_url=server.base_url, api_key=server.api_key, max_retries=0, timeout=120
+        ) as client:
+            finish = None
+            pieces = 0
+            for chunk in client.chat.completions.create(
+                model=server.model,
+                messages=[{"role": "user", "content": "Write a long story about a cat."}],
+                max_tokens=48,
+                stream=True,
+            ):
+                first_chunk.set()
+                for choice in chunk.choices:
+                    pieces += 1
+                    finish = choice.finish_reason or finish
+            result["finish"] = finish
+            result["pieces"] = pieces
+            result["ended"] = time.monotonic()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert first_chunk.wait(120)
+    handle.stop(drain=True)
+    stopped = time.monotonic()
+    reader.join(timeout=60)
+    assert not reader.is_alive()
+    # The stream ran to its natural end (not cut by the stop), before the stop returned.
+    assert result.get("finish") in ("length", "stop")
+    assert int(str(result["pieces"])) > 1
+    assert float(str(result["ended"])) <= stopped
+    assert handle.state is VllmState.STOPPED
+    assert _group_members(old_pid) == []
