@@ -415,3 +415,17 @@ def test_policy_rejects_nonsense() -> None:
 def test_ipv6_host_is_bracketed_in_urls(h: Harness) -> None:
     spec = VllmChildSpec(model=static_model_dir(h.model), port=9, log_path=h.log, host="::1")
     assert VllmProcess(spec, env=h.env).base_url == "http://[::1]:9/v1"
+
+
+def test_an_interpreter_that_cannot_be_executed_is_a_launch_error(h: Harness) -> None:
+    h.env.python.chmod(0o644)
+
+    async def scenario() -> VllmProcess:
+        proc = h.process()
+        with pytest.raises(VllmLaunchError, match="could not start vLLM"):
+            await proc.start()
+        return proc
+
+    proc = asyncio.run(scenario())
+    assert proc.state is VllmState.STOPPED
+    assert h.source_log == ["enter", "exit"]

@@ -323,21 +323,29 @@ class VllmProcess:
         if not _port_is_free(self._spec.host, self._spec.port):
             raise VllmLaunchError(f"port {self._spec.port} on {self._spec.host} is already in use")
         self._attempt += 1
-        with self._spec.log_path.open("ab") as log:
-            log.write(
-                f"[airlock] launching vLLM, attempt {self._attempt}, "
-                f"port {self._spec.port}\n".encode()
-            )
-            log.flush()
-            proc = await asyncio.create_subprocess_exec(
-                *self._command.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env=dict(self._command.env),
-                # Own process group: vLLM's engine-core and worker processes die with it.
-                start_new_session=True,
-            )
+        try:
+            self._spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self._spec.log_path.open("ab") as log:
+                log.write(
+                    f"[airlock] launching vLLM, attempt {self._attempt}, "
+                    f"port {self._spec.port}\n".encode()
+                )
+                log.flush()
+                proc = await asyncio.create_subprocess_exec(
+                    *self._command.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=dict(self._command.env),
+                    # Own process group: vLLM's engine-core and worker processes die with it.
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            # A restart must not kill the supervisor task: report it as a failed launch.
+            raise VllmLaunchError(
+                f"could not start vLLM ({type(exc).__name__}, errno {exc.errno}); "
+                f"log {self._spec.log_path}"
+            ) from exc
         self._proc = proc
         self._emit("spawned")
         return proc
