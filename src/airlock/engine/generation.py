@@ -3,10 +3,12 @@
 Phases: ``text`` (stop sequences apply, text may be held back while it could still be a
 stop sequence), ``tool`` (grammar-constrained calls parsed into tool-call events) and, for
 ``tool_choice: auto``, ``undecided``: output is held back while it could still be the
-``<tool_call>`` marker. If the model writes the marker, generation rolls back to the end of
-the prompt, writes the canonical marker itself and continues under the tool-call grammar
-(so a free-running model never pays the cost of a grammar, and calls still always parse);
-otherwise the held text is released as ordinary content.
+``<tool_call>`` marker. During that phase a small "decision" grammar lets the answer start
+with either the marker or anything that does not begin with ``<`` (so a model reaching for
+tag-like output commits to a call rather than writing a malformed one). If the model writes
+the marker, generation rolls back to the end of the prompt, writes the canonical marker
+itself and continues under the tool-call grammar; otherwise the held text is released as
+ordinary content and the rest runs without a grammar (free text pays no grammar cost).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+from airlock.engine.json_grammar import gbnf_literal
 from airlock.engine.llama_model import LlamaModel
 from airlock.engine.plan import Plan
 from airlock.engine.sampler import Sampler
@@ -23,9 +27,13 @@ from airlock.engine.tool_format import CALL_OPEN
 from airlock.engine.tool_parser import ToolCallParser
 from airlock.engine.types import EngineEvent, Finished, FinishReason, TextDelta
 
-__all__ = ["GenerationResult", "generate"]
+__all__ = ["DECISION_GRAMMAR", "GenerationResult", "generate"]
 
 _MARKER = CALL_OPEN.rstrip("\n")
+
+DECISION_GRAMMAR = (
+    "root ::= [ \\t\\n]{0,8} ( " + gbnf_literal(_MARKER) + " | [^< \\t\\n] [^\\x00]* )?\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,7 @@ class _Run:
             grammar = plan.tool_grammar
         elif plan.mode == "auto":
             self._phase = "undecided"
+            grammar = plan.text_grammar or DECISION_GRAMMAR
         sampler = self._sampler(grammar)
         try:
             while True:
@@ -96,12 +105,16 @@ class _Run:
                 self._completion += 1
                 text = self._decoder.decode(self._model.piece(token))
                 if self._phase == "undecided":
-                    if self._undecided(text):
+                    decision = self._undecided(text)
+                    if decision == "tool":
                         # The model started a tool call: restart it under the tool grammar.
                         sampler.close()
                         self._enter_tool_phase()
                         sampler = self._sampler(plan.tool_grammar)
                         continue
+                    if decision == "text" and plan.text_grammar is None:
+                        sampler.close()
+                        sampler = self._sampler(None)
                 elif self._phase == "text":
                     self._text(text)
                 else:
@@ -126,18 +139,18 @@ class _Run:
         self._held = ""
         self._phase = "tool"
 
-    def _undecided(self, text: str) -> bool:
-        """Hold text while it may be the call marker; true when the model wrote it."""
+    def _undecided(self, text: str) -> Literal["tool", "text"] | None:
+        """Hold text while it may be the call marker; say when the model has chosen."""
         self._held += text
         head = self._held.lstrip()
         if head.startswith(_MARKER):
-            return True
+            return "tool"
         if _MARKER.startswith(head):
-            return False
+            return None
         self._phase = "text"
         held, self._held = self._held, ""
         self._text(held)
-        return False
+        return "text"
 
     def _text(self, text: str) -> None:
         out = self._stop.feed(text)

@@ -47,6 +47,7 @@ class LlamaModel:
             t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)
         )
         self.bos_token: int = max(self._llama.token_bos(), 0)
+        self.eos_token: int = self._llama.token_eos()
         metadata = self._llama.metadata
         self.add_bos = metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self.template = ChatTemplate(

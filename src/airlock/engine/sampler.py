@@ -1,9 +1,17 @@
 """A llama.cpp sampler chain built from OpenAI sampling parameters.
 
-Chain order: logit bias → presence/frequency penalties → grammar → greedy (temperature 0)
-or temperature → top-p → seeded draw. Temperature comes before top-p so the nucleus is
-taken over the scaled distribution, as OpenAI defines it. A fresh chain per job makes
-``seed`` reproducible: same seed, same prompt, same parameters → same tokens.
+Chain order: logit bias → presence/frequency penalties → greedy (temperature 0) or
+temperature → top-p → seeded draw. Temperature comes before top-p so the nucleus is taken
+over the scaled distribution, as OpenAI defines it. A fresh chain per job makes ``seed``
+reproducible: same seed, same prompt, same parameters → same tokens.
+
+A grammar is checked the way llama.cpp's own ``common_sampler`` does it: draw a token
+without the grammar, check just that token against the grammar, and only when it is
+rejected apply the grammar to the whole vocabulary and draw again. Applying a grammar to
+all 49k candidates costs more than the model's forward pass, and the unconstrained draw
+is accepted most of the time, so this keeps constrained decoding close to free-text speed.
+The result is the same distribution as grammar-first sampling whenever the first draw
+is valid, and a grammar-respecting draw otherwise.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ from types import TracebackType
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from airlock.engine.types import SamplingParams
 
 __all__ = ["GrammarError", "Sampler", "llama_seed"]
+
+_NEG_INF = float("-inf")
 
 
 class GrammarError(RuntimeError):
@@ -34,7 +45,7 @@ def llama_seed(seed: int | None) -> int:
 
 
 class Sampler:
-    """Owns one sampler chain; use as a context manager so native memory is freed."""
+    """Owns one sampler chain (and grammar); use as a context manager to free native memory."""
 
     def __init__(
         self,
@@ -45,10 +56,23 @@ class Sampler:
         params: SamplingParams,
         grammar: str | None,
     ) -> None:
-        chain_params = llama_cpp.llama_sampler_chain_default_params()
-        self._chain: Any = llama_cpp.llama_sampler_chain_init(chain_params)
+        self._n_vocab = n_vocab
+        self._chain: Any = llama_cpp.llama_sampler_chain_init(
+            llama_cpp.llama_sampler_chain_default_params()
+        )
+        self._grammar: Any = None
+        self._data = (llama_cpp.llama_token_data * n_vocab)()
+        self._view = np.ctypeslib.as_array(self._data)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._one = (llama_cpp.llama_token_data * 1)()
         try:
-            self._build(vocab, n_vocab, n_ctx, params, grammar)
+            self._build(n_vocab, n_ctx, params)
+            if grammar is not None:
+                self._grammar = llama_cpp.llama_sampler_init_grammar(
+                    vocab, grammar.encode(), b"root"
+                )
+                if not self._grammar:
+                    raise GrammarError("llama.cpp rejected a generated grammar")
         except BaseException:
             self.close()
             raise
@@ -56,9 +80,7 @@ class Sampler:
     def _add(self, sampler: Any) -> None:
         llama_cpp.llama_sampler_chain_add(self._chain, sampler)
 
-    def _build(
-        self, vocab: Any, n_vocab: int, n_ctx: int, params: SamplingParams, grammar: str | None
-    ) -> None:
+    def _build(self, n_vocab: int, n_ctx: int, params: SamplingParams) -> None:
         if params.logit_bias:
             biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
                 *(
@@ -73,12 +95,7 @@ class Sampler:
                     n_vocab, n_ctx, 1.0, params.frequency_penalty, params.presence_penalty
                 )
             )
-        if grammar is not None:
-            native = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not native:
-                raise GrammarError("llama.cpp rejected a generated grammar")
-            self._add(native)
-        if params.temperature <= 0.0:
+        if params.temperature <= 0.0 or params.top_p <= 0.0:
             self._add(llama_cpp.llama_sampler_init_greedy())
             return
         self._add(llama_cpp.llama_sampler_init_temp(params.temperature))
@@ -86,14 +103,45 @@ class Sampler:
             self._add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
         self._add(llama_cpp.llama_sampler_init_dist(llama_seed(params.seed)))
 
+    def _candidates(self, ctx: Any) -> llama_cpp.llama_token_data_array:
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(ctx, -1), shape=(self._n_vocab,)
+        )
+        self._view["id"] = self._ids
+        self._view["logit"] = logits
+        self._view["p"] = 0.0
+        return llama_cpp.llama_token_data_array(self._data, self._n_vocab, -1, False)
+
+    def _draw(self, ctx: Any, *, with_grammar: bool) -> int:
+        array = self._candidates(ctx)
+        if with_grammar:
+            llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
+        return int(self._data[array.selected].id)
+
+    def _grammar_allows(self, token: int) -> bool:
+        self._one[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
+        array = llama_cpp.llama_token_data_array(self._one, 1, -1, False)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        return bool(self._one[0].logit != _NEG_INF)
+
     def sample(self, ctx: Any) -> int:
-        """Draw (and accept) a token from the logits of the last evaluated position."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, ctypes.c_int32(-1)))
+        """Draw and accept a token from the logits of the last evaluated position."""
+        token = self._draw(ctx, with_grammar=False)
+        if self._grammar is not None:
+            if not self._grammar_allows(token):
+                token = self._draw(ctx, with_grammar=True)
+            llama_cpp.llama_sampler_accept(self._grammar, token)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
 
     def close(self) -> None:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar:
+            llama_cpp.llama_sampler_free(self._grammar)
+        self._grammar = None
 
     def __enter__(self) -> Sampler:
         return self
