@@ -93,13 +93,10 @@ def test_json_mode_returns_a_json_object(vllm_server: VllmServer, client: openai
         max_tokens=24,
         temperature=0,
     )
-    text = resp.choices[0].message.content or ""
-    assert text.lstrip().startswith("{")
-    if resp.choices[0].finish_reason == "stop":
-        assert isinstance(json.loads(text), dict)
-    else:
-        # Cut off by max_tokens: the grammar still only allowed a JSON prefix.
-        assert resp.choices[0].finish_reason == "length"
+    # Greedy SmolLM2 under the JSON grammar closes the object well within 24 tokens
+    # (measured: '{\n  "ok": true\n}', finish_reason "stop").
+    assert resp.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(resp.choices[0].message.content or ""), dict)
 
 
 def test_wrong_api_key_is_rejected(vllm_server: VllmServer, client: openai.OpenAI) -> None:
