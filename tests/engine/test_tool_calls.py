@@ -12,6 +12,7 @@ from airlock.engine.llama_engine import EmbeddedEngine
 from airlock.engine.types import (
     ChatJob,
     ChatTurn,
+    JsonObjectFormat,
     SamplingParams,
     TextDelta,
     ToolCall,
@@ -182,3 +183,28 @@ def test_none_with_tools_never_calls(engine: EmbeddedEngine) -> None:
     result = run(engine, job)
     assert result.calls == []
     assert result.finished.finish_reason in ("stop", "length")
+
+
+def test_auto_with_json_response_format_gives_json_or_calls(engine: EmbeddedEngine) -> None:
+    with_history = ChatJob(
+        (*_few_shot(), ChatTurn("user", "What's the weather in Berlin?")),
+        SamplingParams(max_tokens=60, temperature=0.0),
+        tools=TOOLS,
+        tool_choice=ToolChoice("auto"),
+        response_format=JsonObjectFormat(),
+    )
+    _check_calls(run(engine, with_history), set(SCHEMAS))
+    plain = ChatJob(
+        (ChatTurn("user", "Describe a cat as a JSON object."),),
+        SamplingParams(max_tokens=120, temperature=0.0),
+        tools=TOOLS,
+        tool_choice=ToolChoice("auto"),
+        response_format=JsonObjectFormat(),
+    )
+    result = run(engine, plain)
+    if result.calls:
+        _check_calls(result, set(SCHEMAS))
+    else:
+        assert result.text.startswith("{")
+        if result.finished.finish_reason == "stop":
+            assert isinstance(json.loads(result.text), dict)
