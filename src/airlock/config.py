@@ -16,11 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "AppConfig",
+    "AutoRouteConfig",
+    "BreakerConfig",
     "ConfigError",
     "DeploymentConfig",
     "EnvSettings",
     "ModelConfig",
     "PriceConfig",
+    "RetryConfig",
+    "RoutingConfig",
     "ServerConfig",
     "Settings",
     "TimeoutConfig",
@@ -101,9 +105,41 @@ class ServerConfig(_Strict):
     max_queued_requests: Annotated[int, Field(ge=1)] = 256
 
 
+class RetryConfig(_Strict):
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    backoff_base_s: Annotated[float, Field(ge=0)] = 0.1
+    backoff_max_s: Annotated[float, Field(ge=0)] = 2.0
+    retry_after_cap_s: Annotated[float, Field(ge=0)] = 5.0
+
+
+class BreakerConfig(_Strict):
+    failure_threshold: Annotated[int, Field(ge=1)] = 5
+    reset_after_s: Annotated[float, Field(gt=0)] = 15.0
+
+
+class AutoRouteConfig(_Strict):
+    """The virtual model ``auto``: the complexity scorer picks weak or strong."""
+
+    # Chat models ``auto`` may choose from; empty means every chat model.
+    candidates: list[str] = Field(default_factory=list)
+    # Share of requests that should go to the strong model, calibrated on data; or an
+    # explicit score threshold. ``threshold`` wins when both are given.
+    strong_share: Annotated[float, Field(ge=0, le=1)] = 0.3
+    threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class RoutingConfig(_Strict):
+    auto: AutoRouteConfig = AutoRouteConfig()
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    health_check_interval_s: Annotated[float, Field(gt=0)] = 15.0
+
+
 class AppConfig(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     server: ServerConfig = ServerConfig()
+    routing: RoutingConfig = RoutingConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> AppConfig:
@@ -111,6 +147,14 @@ class AppConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        for model, chain in self.routing.fallbacks.items():
+            for name in [model, *chain]:
+                if name not in known:
+                    raise ValueError(f"routing.fallbacks names an unknown model '{name}'")
+        for name in self.routing.auto.candidates:
+            if name not in known:
+                raise ValueError(f"routing.auto.candidates names an unknown model '{name}'")
         return self
 
 

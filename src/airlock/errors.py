@@ -154,11 +154,30 @@ class InternalServerError(AirlockError):
 
 
 class UpstreamError(AirlockError):
-    """An upstream deployment failed; the upstream's own body is never echoed."""
+    """An upstream deployment failed; the upstream's own body is never echoed.
+
+    ``retryable`` says whether another attempt (same or another deployment) may
+    succeed; ``retry_after`` is the upstream's ``Retry-After`` in seconds, if any.
+    """
 
     status_code = 502
     error_type = "upstream_error"
     default_code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        upstream_status: int | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.upstream_status = upstream_status
 
 
 class UpstreamTimeoutError(UpstreamError):

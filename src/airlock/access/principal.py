@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["PrincipalKind", "Principal", "PrivacyPolicy"]
+__all__ = ["Principal", "PrincipalKind", "PrivacyPolicy"]
 
 PrincipalKind = Literal["master", "api_key", "oidc"]
 # How a caller's sensitive requests may be served (issue 4): refused, kept on

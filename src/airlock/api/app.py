@@ -29,6 +29,8 @@ from airlock.config import Settings
 from airlock.errors import AirlockError, BadRequestError, MethodNotAllowedError, NotFoundError
 from airlock.providers.registry import ProviderRegistry, builtin_registry
 from airlock.providers.resources import Resources
+from airlock.routing.breaker import BreakerSettings, CircuitBreaker
+from airlock.routing.router import Router
 from airlock.routing.table import ModelTable
 
 __all__ = ["create_app"]
@@ -76,9 +78,15 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
         resources = Resources(home)
         table = ModelTable.build(settings.app, registry or builtin_registry(), resources)
         await table.start()
+        routing = settings.app.routing
+        for dep in table.deployments():
+            dep.breaker = CircuitBreaker(
+                BreakerSettings(routing.breaker.failure_threshold, routing.breaker.reset_after_s)
+            )
         app.state.gateway = Gateway(
             settings=settings,
             table=table,
+            router=Router(table, routing),
             authenticator=Authenticator(master.digest),
             started_at=int(time.time()),
         )

@@ -3,19 +3,60 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
 from airlock.api.responses import json_response
-from airlock.api.streaming import relay_stream
+from airlock.api.streaming import open_stream, relay_stream
+from airlock.config import Capability
 from airlock.errors import UnsupportedParameterError
 from airlock.protocol.chat import ChatCompletionRequest
 from airlock.protocol.parsing import parse_request
+from airlock.protocol.responses import ChatCompletion, ChatCompletionChunk
 from airlock.providers.base import CallContext
+from airlock.routing.router import RouteRequest
+from airlock.routing.table import Deployment
 
 __all__ = ["chat_completions"]
+
+
+def _needs(req: ChatCompletionRequest) -> frozenset[Capability]:
+    needs: set[Capability] = set()
+    if req.tools and req.tool_choice != "none":
+        needs.add("tools")
+    if req.response_format is not None and req.response_format.type != "text":
+        needs.add("json_mode")
+    return frozenset(needs)
+
+
+def _check_provider(req: ChatCompletionRequest, dep: Deployment) -> None:
+    caps = dep.provider.capabilities
+    if req.tools and not caps.tools:
+        raise UnsupportedParameterError(
+            f"The model '{dep.model.name}' does not support tools.", param="tools"
+        )
+    fmt = req.response_format
+    if fmt is not None and fmt.type != "text":
+        ok = caps.json_schema if fmt.type == "json_schema" else caps.json_mode
+        if not ok:
+            raise UnsupportedParameterError(
+                f"The model '{dep.model.name}' does not support response_format '{fmt.type}'.",
+                param="response_format",
+            )
+
+
+def _routing_text(req: ChatCompletionRequest) -> str:
+    """The text the complexity scorer sees: the last user message."""
+    for msg in reversed(req.messages):
+        if msg.role == "user":
+            try:
+                return msg.text() or ""
+            except ValueError:
+                return ""
+    return ""
 
 
 async def chat_completions(request: Request) -> Response:
@@ -25,35 +66,46 @@ async def chat_completions(request: Request) -> Response:
     req = parse_request(ChatCompletionRequest, await gw.read_body(request))
     gw.note_unknown_fields(request, req.unknown_fields())
     ctx.stream = bool(req.stream)
-    dep = gw.route(request, req.model, principal, "chat")
-    caps = dep.provider.capabilities
-    if req.tools and not caps.tools:
-        raise UnsupportedParameterError(
-            f"The model '{dep.model.name}' does not support tools.", param="tools"
-        )
-    if req.response_format is not None and req.response_format.type != "text":
-        wanted = caps.json_schema if req.response_format.type == "json_schema" else caps.json_mode
-        if not wanted:
-            raise UnsupportedParameterError(
-                f"The model '{dep.model.name}' does not support response_format "
-                f"'{req.response_format.type}'.",
-                param="response_format",
-            )
-    call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+    decision = gw.route(
+        request,
+        RouteRequest(
+            model=req.model, capability="chat", needs=_needs(req), text=_routing_text(req)
+        ),
+        principal,
+    )
+
     if req.stream:
-        return await relay_stream(
-            dep.track(dep.provider.chat_stream(req, call)),
+
+        async def open_attempt(
+            dep: Deployment,
+        ) -> tuple[ChatCompletionChunk | None, AsyncGenerator[ChatCompletionChunk, None]]:
+            _check_provider(req, dep)
+            call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+            return await open_stream(dep.track(dep.provider.chat_stream(req, call)))
+
+        opened = await gw.call(request, decision, open_attempt)
+        first, rest = opened.value
+        return relay_stream(
+            first,
+            rest,
             ctx,
-            public_model=dep.model.name,
+            public_model=opened.deployment.model.name,
             include_usage=req.wants_usage_chunk,
         )
-    dep.in_flight += 1
-    try:
-        result = await dep.provider.chat(req, call)
-    finally:
-        dep.in_flight -= 1
+
+    async def attempt(dep: Deployment) -> ChatCompletion:
+        _check_provider(req, dep)
+        call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+        dep.in_flight += 1
+        try:
+            return await dep.provider.chat(req, call)
+        finally:
+            dep.in_flight -= 1
+
+    done = await gw.call(request, decision, attempt)
+    result = done.value
     ctx.first_token_at = time.perf_counter()
-    result.model = dep.model.name
+    result.model = done.deployment.model.name
     if result.usage is not None:
         ctx.prompt_tokens = result.usage.prompt_tokens
         ctx.completion_tokens = result.usage.completion_tokens

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
 from airlock.api.responses import json_response
-from airlock.api.streaming import relay_stream
+from airlock.api.streaming import open_stream, relay_stream
 from airlock.protocol.completions import CompletionRequest
 from airlock.protocol.parsing import parse_request
+from airlock.protocol.responses import Completion
 from airlock.providers.base import CallContext
+from airlock.routing.router import RouteRequest
+from airlock.routing.table import Deployment
 
 __all__ = ["completions"]
 
@@ -24,22 +28,41 @@ async def completions(request: Request) -> Response:
     req = parse_request(CompletionRequest, await gw.read_body(request))
     gw.note_unknown_fields(request, req.unknown_fields())
     ctx.stream = bool(req.stream)
-    dep = gw.route(request, req.model, principal, "completions")
-    call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+    text = req.prompt if isinstance(req.prompt, str) else ""
+    decision = gw.route(
+        request, RouteRequest(model=req.model, capability="completions", text=text), principal
+    )
+
     if req.stream:
-        return await relay_stream(
-            dep.track(dep.provider.completion_stream(req, call)),
+
+        async def open_attempt(
+            dep: Deployment,
+        ) -> tuple[Completion | None, AsyncGenerator[Completion, None]]:
+            call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+            return await open_stream(dep.track(dep.provider.completion_stream(req, call)))
+
+        opened = await gw.call(request, decision, open_attempt)
+        first, rest = opened.value
+        return relay_stream(
+            first,
+            rest,
             ctx,
-            public_model=dep.model.name,
+            public_model=opened.deployment.model.name,
             include_usage=req.wants_usage_chunk,
         )
-    dep.in_flight += 1
-    try:
-        result = await dep.provider.completion(req, call)
-    finally:
-        dep.in_flight -= 1
+
+    async def attempt(dep: Deployment) -> Completion:
+        call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+        dep.in_flight += 1
+        try:
+            return await dep.provider.completion(req, call)
+        finally:
+            dep.in_flight -= 1
+
+    done = await gw.call(request, decision, attempt)
+    result = done.value
     ctx.first_token_at = time.perf_counter()
-    result.model = dep.model.name
+    result.model = done.deployment.model.name
     if result.usage is not None:
         ctx.prompt_tokens = result.usage.prompt_tokens
         ctx.completion_tokens = result.usage.completion_tokens

@@ -9,7 +9,10 @@ from airlock.api.gateway import context_of, gateway_of
 from airlock.api.responses import json_response
 from airlock.protocol.embeddings import EmbeddingRequest
 from airlock.protocol.parsing import parse_request
+from airlock.protocol.responses import EmbeddingResponse
 from airlock.providers.base import CallContext
+from airlock.routing.router import RouteRequest
+from airlock.routing.table import Deployment
 
 __all__ = ["embeddings"]
 
@@ -20,14 +23,18 @@ async def embeddings(request: Request) -> Response:
     principal = await gw.authenticate(request)
     req = parse_request(EmbeddingRequest, await gw.read_body(request))
     gw.note_unknown_fields(request, req.unknown_fields())
-    dep = gw.route(request, req.model, principal, "embeddings")
-    dep.in_flight += 1
-    try:
-        result = await dep.provider.embed(
-            req, CallContext(request_id=ctx.request_id, model=dep.upstream_model)
-        )
-    finally:
-        dep.in_flight -= 1
-    result.model = dep.model.name
+    decision = gw.route(request, RouteRequest(model=req.model, capability="embeddings"), principal)
+
+    async def attempt(dep: Deployment) -> EmbeddingResponse:
+        call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
+        dep.in_flight += 1
+        try:
+            return await dep.provider.embed(req, call)
+        finally:
+            dep.in_flight -= 1
+
+    done = await gw.call(request, decision, attempt)
+    result = done.value
+    result.model = done.deployment.model.name
     ctx.prompt_tokens = result.usage.get("prompt_tokens", 0)
     return json_response(result)

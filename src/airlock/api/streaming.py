@@ -15,7 +15,7 @@ from airlock.api.responses import SSE_DONE, sse_event, sse_response
 from airlock.errors import AirlockError, InternalServerError
 from airlock.protocol.responses import ChatCompletionChunk, Completion
 
-__all__ = ["relay_stream"]
+__all__ = ["open_stream", "relay_stream"]
 
 _log = logging.getLogger("airlock.stream")
 
@@ -23,25 +23,31 @@ _log = logging.getLogger("airlock.stream")
 C = TypeVar("C", ChatCompletionChunk, Completion)
 
 
-async def relay_stream(
+async def open_stream(stream: AsyncGenerator[C, None]) -> tuple[C | None, AsyncGenerator[C, None]]:
+    """Pull the first chunk before anything is sent to the client.
+
+    Errors raised before generation (bad parameters, context length, an upstream that
+    refuses or is down) then become a plain 4xx/5xx, and may still be retried.
+    """
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        return None, stream
+    except BaseException:
+        await _close(stream)
+        raise
+    return first, stream
+
+
+def relay_stream(
+    first: C | None,
     stream: AsyncGenerator[C, None],
     ctx: RequestContext,
     *,
     public_model: str,
     include_usage: bool,
 ) -> StreamingResponse:
-    """Start the SSE response once the first chunk is in hand.
-
-    Pulling the first chunk before answering lets errors raised before generation
-    (bad parameters, context length, upstream refusal) become a normal 4xx/5xx.
-    """
-    try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await _close(stream)
-        raise
+    """Send ``first`` and the rest of ``stream`` as server-sent events."""
     ctx.first_token_at = time.perf_counter()
 
     def accept(chunk: C) -> bytes | None:

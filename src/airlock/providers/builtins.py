@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 
 from airlock.config import DeploymentConfig, ModelConfig
 from airlock.engine.embeddings import EmbeddingModel
 from airlock.providers.base import Capabilities, Provider
-from airlock.providers.embedded import EmbeddedEmbeddingProvider
+from airlock.providers.embedded import ChatEngine, EmbeddedChatProvider, EmbeddedEmbeddingProvider
+from airlock.providers.openai_compatible import openai_compatible
 from airlock.providers.registry import ProviderRegistry, ProviderSpec
 from airlock.providers.resources import Resources
 
@@ -41,9 +44,57 @@ def register(registry: ProviderRegistry) -> None:
             local=True,
         )
     )
+    registry.register(
+        ProviderSpec(
+            name="openai-compatible",
+            factory=openai_compatible,
+            capabilities=Capabilities(
+                chat=True, completions=True, embeddings=True, tools=True, json_mode=True
+            ),
+        )
+    )
     _register_embedded_chat(registry)
 
 
+def _embedded_chat(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:
+    from airlock.engine.settings import EngineSettings
+
+    opts = dep.options
+    settings = EngineSettings(
+        model_id=model.name,
+        # SmolLM2 was trained with an 8K context; 0 would take the GGUF's own value.
+        n_ctx=int(opts.get("n_ctx", 8192)),
+        n_threads=int(opts["n_threads"]) if "n_threads" in opts else None,
+        max_queued_jobs=int(opts.get("max_queued_jobs", 256)),
+    )
+    model_path = opts.get("model_path")
+
+    async def build() -> ChatEngine:
+        from airlock.engine.llama_engine import EmbeddedEngine
+        from airlock.engine.model_files import smollm2_gguf
+
+        engine = EmbeddedEngine(Path(model_path) if model_path else smollm2_gguf(), settings)
+        await engine.start()
+        return engine
+
+    async def close(engine: ChatEngine) -> None:
+        from airlock.engine.llama_engine import EmbeddedEngine
+
+        assert isinstance(engine, EmbeddedEngine)
+        await engine.aclose()
+
+    async def load() -> ChatEngine:
+        return await resources.shared(("llama", model_path, settings), build, close)
+
+    return EmbeddedChatProvider(load)
+
+
 def _register_embedded_chat(registry: ProviderRegistry) -> None:
-    # Filled in when the llama.cpp engine lands (engine/llama_engine.py).
-    del registry
+    registry.register(
+        ProviderSpec(
+            name="embedded",
+            factory=_embedded_chat,
+            capabilities=EmbeddedChatProvider.capabilities,
+            local=True,
+        )
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -49,9 +49,16 @@ __all__ = ["ChatEngine", "EmbeddedChatProvider", "EmbeddedEmbeddingProvider"]
 
 
 class ChatEngine(Protocol):
-    def stream_chat(self, job: ChatJob) -> AsyncGenerator[EngineEvent, None]: ...
+    def stream_chat(self, job: ChatJob) -> AsyncIterator[EngineEvent]: ...
 
-    def stream_completion(self, job: CompletionJob) -> AsyncGenerator[EngineEvent, None]: ...
+    def stream_completion(self, job: CompletionJob) -> AsyncIterator[EngineEvent]: ...
+
+
+async def _aclose(events: AsyncIterator[EngineEvent]) -> None:
+    """Stop the engine's generator: it cancels the job within a token."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _chunk(
@@ -130,7 +137,7 @@ class EmbeddedChatProvider(Provider):
                         usage=Usage.of(ev.prompt_tokens, ev.completion_tokens),
                     )
         finally:
-            await events.aclose()
+            await _aclose(events)
 
     async def chat(self, req: ChatCompletionRequest, ctx: CallContext) -> ChatCompletion:
         text: list[str] = []
@@ -148,7 +155,7 @@ class EmbeddedChatProvider(Provider):
                 else:
                     finished = ev
         finally:
-            await events.aclose()
+            await _aclose(events)
         assert finished is not None, "engine ended without a Finished event"
         tool_calls = [
             ToolCallOut(id=cid, function=ToolCallFunctionOut(name=name, arguments="".join(args)))
@@ -197,7 +204,7 @@ class EmbeddedChatProvider(Provider):
                             ],
                         )
             finally:
-                await events.aclose()
+                await _aclose(events)
         yield Completion(
             id=cid,
             created=created,

@@ -12,6 +12,7 @@ from airlock.errors import ModelNotFoundError
 from airlock.providers.base import Provider
 from airlock.providers.registry import ProviderRegistry
 from airlock.providers.resources import Resources
+from airlock.routing.breaker import CircuitBreaker
 
 __all__ = ["Deployment", "ModelEntry", "ModelTable"]
 
@@ -26,6 +27,7 @@ class Deployment:
     provider: Provider
     local: bool
     in_flight: int = 0
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
 
     async def track(self, stream: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         """Count ``stream`` as in flight on this deployment until it ends or is closed."""
@@ -84,6 +86,9 @@ class ModelTable:
 
     def deployments(self) -> list[Deployment]:
         return [d for e in self._entries.values() for d in e.deployments]
+
+    def lookup(self, name: str) -> ModelEntry | None:
+        return self._entries.get(name)
 
     def get(self, name: str, principal: Principal) -> ModelEntry:
         entry = self._entries.get(name)

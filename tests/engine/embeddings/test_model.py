@@ -173,3 +173,8 @@ def test_concurrent_calls_from_threads_agree_with_serial(model: SentenceEmbeddin
 def test_onnx_threads_must_be_positive() -> None:
     with pytest.raises(ValueError, match="threads"):
         load_default_embedding_model(threads=0)
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown embedding backend"):
+        load_default_embedding_model(backend="torch")  # type: ignore[arg-type]

@@ -1,0 +1,96 @@
+"""Mapping an upstream's HTTP failure to airlock's typed errors, without its body.
+
+Upstream error bodies can quote the prompt (invariant 1), so only two short fields are
+ever taken from them: ``code`` and ``param``, and only when they look like identifiers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import orjson
+
+from airlock.errors import AirlockError, BadRequestError, UpstreamError, UpstreamTimeoutError
+
+__all__ = ["from_exception", "from_response", "retry_after_seconds"]
+
+_IDENT = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,64}$")
+_RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            return None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: treated as "no hint"
+
+
+def _safe_fields(body: bytes) -> tuple[str | None, str | None]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return None, None
+    code, param = err.get("code"), err.get("param")
+    code = code if isinstance(code, str) and _IDENT.match(code) else None
+    param = param if isinstance(param, str) and _IDENT.match(param) else None
+    return code, param
+
+
+def from_response(
+    status: int, headers: httpx.Headers, body: bytes, deployment: str
+) -> AirlockError:
+    code, param = _safe_fields(body)
+    if status in (400, 413, 422):
+        # The caller's request was refused: their problem, reported as such.
+        return BadRequestError(
+            f"The upstream deployment '{deployment}' rejected the request as invalid "
+            f"(HTTP {status}{', code ' + code if code else ''}).",
+            param=param,
+            code=code or "upstream_rejected",
+        )
+    retryable = status in _RETRYABLE or status in (401, 403, 404)
+    return UpstreamError(
+        f"The upstream deployment '{deployment}' failed with HTTP {status}.",
+        retryable=retryable,
+        retry_after=retry_after_seconds(headers),
+        upstream_status=status,
+        code="upstream_rate_limited" if status == 429 else "upstream_error",
+    )
+
+
+def from_exception(exc: Exception, deployment: str) -> AirlockError:
+    if isinstance(exc, httpx.TimeoutException):
+        what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
+        return UpstreamTimeoutError(
+            f"Timed out {what} the upstream deployment '{deployment}'.", retryable=True
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(
+            f"Could not connect to the upstream deployment '{deployment}'.",
+            retryable=True,
+            code="upstream_unreachable",
+        )
+    if isinstance(exc, httpx.HTTPError):
+        return UpstreamError(
+            f"The connection to the upstream deployment '{deployment}' failed "
+            f"({type(exc).__name__}).",
+            retryable=True,
+        )
+    return UpstreamError(
+        f"The upstream deployment '{deployment}' sent a response airlock could not read.",
+        retryable=True,
+        code="upstream_malformed",
+    )
