@@ -217,10 +217,17 @@ def load_app_config(path: Path) -> AppConfig:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    # A LiteLLM proxy config is converted first (imported here: it imports this module).
+    from airlock.litellm_config import convert_litellm, looks_like_litellm
+
+    source = str(path)
+    if looks_like_litellm(raw):
+        raw = convert_litellm(raw, source)
+        source += " (imported from LiteLLM format)"
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(path))) from None
+        raise ConfigError(_format_errors(exc, source)) from None
 
 
 def load_settings(
