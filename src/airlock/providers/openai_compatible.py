@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
@@ -25,7 +24,7 @@ from airlock.protocol.responses import (
 )
 from airlock.providers.base import CallContext, Capabilities, Provider
 from airlock.providers.resources import Resources
-from airlock.providers.sse import iter_sse
+from airlock.providers.sse import SseEvent, iter_sse
 from airlock.providers.upstream_errors import from_exception, from_response
 
 __all__ = ["OpenAICompatibleProvider", "openai_compatible"]
@@ -53,6 +52,7 @@ class OpenAICompatibleProvider(Provider):
         self._name = name
         self._config = deployment
         self._client: httpx.AsyncClient | None = None
+        self._probe: httpx.AsyncClient | None = None
 
     def _headers(self) -> dict[str, str]:
         env = self._config.api_key_env
@@ -67,11 +67,18 @@ class OpenAICompatibleProvider(Provider):
 
     async def start(self) -> None:
         t = self._config.timeouts
+        base_url = str(self._config.base_url).rstrip("/")
+        headers = self._headers()
+        # One TLS context for both clients: building one (loading the CA bundle)
+        # costs far more than the client itself.
+        tls = httpx.create_ssl_context()
         self._client = httpx.AsyncClient(
-            base_url=str(self._config.base_url).rstrip("/"),
-            headers=self._headers(),
-            # ``read`` bounds the wait for each piece of the response, so it is the
-            # time-to-first-token limit; the total is enforced around each call.
+            base_url=base_url,
+            headers=headers,
+            verify=tls,
+            # ``read`` bounds each wait for a piece of the response: in a stream, the
+            # longest silence between two events. The first-token and total limits
+            # are enforced around each call (``_post``, ``_stream``).
             timeout=httpx.Timeout(
                 connect=t.connect, read=t.first_token, write=t.connect, pool=t.connect
             ),
@@ -82,11 +89,22 @@ class OpenAICompatibleProvider(Provider):
             ),
             follow_redirects=False,
         )
+        # Health probes get a connection of their own: a deployment whose
+        # max_concurrency connections are all busy is loaded, not unhealthy.
+        self._probe = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            verify=tls,
+            timeout=httpx.Timeout(t.connect),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            follow_redirects=False,
+        )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._probe):
+            if client is not None:
+                await client.aclose()
+        self._client = self._probe = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -95,8 +113,10 @@ class OpenAICompatibleProvider(Provider):
         return self._client
 
     async def check_health(self) -> bool:
+        if self._probe is None:
+            raise RuntimeError("provider used before start()")
         try:
-            resp = await self.client.get("/models", timeout=self._config.timeouts.connect)
+            resp = await self._probe.get("/models")
         except httpx.HTTPError:
             return False
         return resp.status_code == 200
@@ -115,17 +135,21 @@ class OpenAICompatibleProvider(Provider):
         return orjson.dumps(body)
 
     async def _post(self, path: str, req: BaseModel, ctx: CallContext, out: type[M]) -> M:
+        t = self._config.timeouts
         try:
-            with anyio.fail_after(self._config.timeouts.total):
+            with anyio.fail_after(t.total):
                 resp = await self.client.post(
                     path,
                     content=self._body(req, ctx, stream=False),
                     headers={"content-type": "application/json", "x-request-id": ctx.request_id},
+                    # A JSON answer arrives whole, after the generation: its head may
+                    # take up to the total time (there is no first token to wait for).
+                    timeout=httpx.Timeout(
+                        connect=t.connect, read=t.total, write=t.connect, pool=t.connect
+                    ),
                 )
         except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"The upstream deployment '{self._name}' did not finish in time.", retryable=False
-            ) from None
+            raise self._timed_out(first_token=False) from None
         except httpx.HTTPError as exc:
             raise from_exception(exc, self._name) from None
         if resp.status_code != 200:
@@ -134,6 +158,17 @@ class OpenAICompatibleProvider(Provider):
             return out.model_validate_json(resp.content)
         except ValidationError:
             raise from_exception(ValueError(), self._name) from None
+
+    def _timed_out(self, *, first_token: bool) -> UpstreamTimeoutError:
+        if first_token:
+            # Nothing reached the client yet, so another deployment may still answer.
+            return UpstreamTimeoutError(
+                f"The upstream deployment '{self._name}' did not start answering in time.",
+                retryable=True,
+            )
+        return UpstreamTimeoutError(
+            f"The upstream deployment '{self._name}' did not finish in time.", retryable=False
+        )
 
     async def _stream(
         self, path: str, req: BaseModel, ctx: CallContext, out: type[M]
@@ -148,34 +183,52 @@ class OpenAICompatibleProvider(Provider):
                 "x-request-id": ctx.request_id,
             },
         )
-        # No cancel scope may span the yields below (the gateway pulls the first chunk
-        # in one task and the rest in another), so the total time is checked per chunk
-        # and a silent upstream is caught by the client's read timeout.
-        deadline = time.monotonic() + self._config.timeouts.total
+        t = self._config.timeouts
+        now = anyio.current_time()
+        end = now + t.total
+        first_by = min(end, now + t.first_token)
+        got_first = False
+        resp: httpx.Response | None = None
+        events: AsyncGenerator[SseEvent, None] | None = None
+        # Each deadline is a cancel scope around one wait only, never around a yield:
+        # the gateway pulls the first chunk in one task and the rest in another.
         try:
-            resp = await self.client.send(request, stream=True)
             try:
-                if resp.status_code != 200:
-                    body = await resp.aread()
-                    raise from_response(resp.status_code, resp.headers, body, self._name)
-                async for event in iter_sse(resp):
+                with anyio.fail_after(first_by - now):
+                    resp = await self.client.send(request, stream=True)
+                    if resp.status_code != 200:
+                        body = await resp.aread()
+                        raise from_response(resp.status_code, resp.headers, body, self._name)
+                events = iter_sse(resp)
+                while True:
+                    limit = end if got_first else first_by
+                    with anyio.fail_after(max(0.0, limit - anyio.current_time())):
+                        event = await anext(events, None)
+                    if event is None:
+                        break
                     if event.data == "[DONE]":
+                        await _drain(events, end)
                         return
                     if event.event == "error" or event.data.startswith('{"error"'):
                         raise from_response(502, resp.headers, event.data.encode(), self._name)
                     try:
-                        yield out.model_validate_json(event.data)
+                        chunk = out.model_validate_json(event.data)
                     except ValidationError:
                         raise from_exception(ValueError(), self._name) from None
-                    if time.monotonic() > deadline:
-                        raise UpstreamTimeoutError(
-                            f"The upstream deployment '{self._name}' did not finish in time.",
-                            retryable=False,
-                        )
-            finally:
-                await resp.aclose()
+                    got_first = True
+                    yield chunk
+            except TimeoutError:
+                raise self._timed_out(first_token=not got_first and first_by < end) from None
         except httpx.HTTPError as exc:
             raise from_exception(exc, self._name) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                if events is not None:
+                    await events.aclose()
+                if resp is not None:
+                    # Closing a response that was not read to its end closes the
+                    # connection, which tells the upstream to stop generating.
+                    await resp.aclose()
         # A stream that ends without [DONE] was cut off.
         raise from_exception(httpx.RemoteProtocolError("stream ended early"), self._name)
 
@@ -197,6 +250,13 @@ class OpenAICompatibleProvider(Provider):
 
     async def embed(self, req: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
         return await self._post("/embeddings", req, ctx, EmbeddingResponse)
+
+
+async def _drain(events: AsyncGenerator[SseEvent, None], end: float) -> None:
+    """Read what follows ``[DONE]`` (the end of the body) so the connection is reused."""
+    with anyio.move_on_after(min(1.0, max(0.0, end - anyio.current_time()))):
+        async for _ in events:
+            pass
 
 
 def openai_compatible(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:

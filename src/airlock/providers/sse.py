@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import httpx
@@ -16,7 +16,7 @@ class SseEvent:
     data: str
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[SseEvent]:
+async def iter_sse(response: httpx.Response) -> AsyncGenerator[SseEvent, None]:
     """Yield events as they arrive; multi-line ``data:`` fields are joined with newlines."""
     event: str | None = None
     data: list[str] = []

@@ -6,6 +6,7 @@ ever taken from them: ``code`` and ``param``, and only when they look like ident
 
 from __future__ import annotations
 
+import math
 import re
 
 import httpx
@@ -13,10 +14,41 @@ import orjson
 
 from airlock.errors import AirlockError, BadRequestError, UpstreamError, UpstreamTimeoutError
 
-__all__ = ["from_exception", "from_response", "retry_after_seconds"]
+__all__ = [
+    "DeploymentBusyError",
+    "UpstreamRateLimitedError",
+    "from_exception",
+    "from_response",
+    "retry_after_seconds",
+]
 
 _IDENT = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,64}$")
 _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+
+
+class UpstreamRateLimitedError(UpstreamError):
+    """The upstream said 429. Passed on as 429 (with its Retry-After) once no other
+    deployment could take the request, so clients back off instead of hammering."""
+
+    status_code = 429
+    default_code = "upstream_rate_limited"
+
+
+class DeploymentBusyError(UpstreamError):
+    """Every connection airlock may open to this deployment (``max_concurrency``) stayed
+    busy for the whole wait. Local saturation, not a sick upstream: it is retried
+    elsewhere but does not count against the deployment's circuit breaker."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "deployment_busy"
+
+
+def _tell_client_when(err: UpstreamError) -> UpstreamError:
+    # The hint is the upstream's own number of seconds; only that number is copied.
+    if err.retry_after is not None:
+        err.headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
+    return err
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
@@ -62,16 +94,26 @@ def from_response(
             code=code or "upstream_rejected",
         )
     retryable = status in _RETRYABLE or status in (401, 403, 404)
-    return UpstreamError(
-        f"The upstream deployment '{deployment}' failed with HTTP {status}.",
-        retryable=retryable,
-        retry_after=retry_after_seconds(headers),
-        upstream_status=status,
-        code="upstream_rate_limited" if status == 429 else "upstream_error",
+    kind = UpstreamRateLimitedError if status == 429 else UpstreamError
+    return _tell_client_when(
+        kind(
+            f"The upstream deployment '{deployment}' failed with HTTP {status}.",
+            retryable=retryable,
+            retry_after=retry_after_seconds(headers),
+            upstream_status=status,
+        )
     )
 
 
 def from_exception(exc: Exception, deployment: str) -> AirlockError:
+    if isinstance(exc, httpx.PoolTimeout):
+        busy = DeploymentBusyError(
+            f"All connections to the upstream deployment '{deployment}' are busy "
+            "(its max_concurrency); try again shortly.",
+            retryable=True,
+        )
+        busy.headers["retry-after"] = "1"
+        return busy
     if isinstance(exc, httpx.TimeoutException):
         what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "waiting for"
         return UpstreamTimeoutError(

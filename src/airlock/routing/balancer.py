@@ -3,6 +3,9 @@
 Requests that share a long prefix (system prompt, conversation so far) prefer the
 replica that served that prefix last, so vLLM's prefix cache is reused, unless that
 replica is busier than the least-loaded one by more than ``affinity_slack``.
+
+Replicas with the same number of requests in flight take turns (round robin per
+replica set); otherwise one-at-a-time traffic would always land on the first replica.
 """
 
 from __future__ import annotations
@@ -41,10 +44,19 @@ class Balancer:
         self._slack = affinity_slack
         self._max = max_entries
         self._affinity: OrderedDict[str, str] = OrderedDict()
+        # Next starting offset per replica set (keyed by ids: one entry per model).
+        self._turn: dict[tuple[str, ...], int] = {}
 
     def order(self, replicas: Sequence[R], key: str | None) -> list[R]:
         """Replicas in the order to try them: preferred first."""
-        ranked = sorted(replicas, key=lambda r: r.in_flight)
+        rotated = list(replicas)
+        if len(rotated) > 1:
+            ids = tuple(r.id for r in rotated)
+            start = self._turn.get(ids, 0) % len(rotated)
+            self._turn[ids] = start + 1
+            rotated = rotated[start:] + rotated[:start]
+        # Stable sort: equally loaded replicas keep their rotated order.
+        ranked = sorted(rotated, key=lambda r: r.in_flight)
         if key is None or not ranked:
             return ranked
         owner = self._affinity.get(key)

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from airlock.access.principal import Principal
 from airlock.config import AppConfig, DeploymentConfig, ModelConfig
-from airlock.errors import ModelNotFoundError
+from airlock.errors import ModelNotFoundError, UpstreamError
 from airlock.providers.base import Provider
 from airlock.providers.registry import ProviderRegistry
 from airlock.providers.resources import Resources
@@ -30,11 +30,22 @@ class Deployment:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
 
     async def track(self, stream: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
-        """Count ``stream`` as in flight on this deployment until it ends or is closed."""
+        """Count ``stream`` as in flight on this deployment until it ends or is closed.
+
+        A failure after the first item counts against the circuit breaker here: the
+        failover that opened the stream recorded its success at the first item and
+        cannot see what happens after the first byte went to the client.
+        """
         self.in_flight += 1
+        started = False
         try:
             async for item in stream:
+                started = True
                 yield item
+        except UpstreamError:
+            if started:
+                self.breaker.record_failure()
+            raise
         finally:
             self.in_flight -= 1
             await stream.aclose()
