@@ -8,6 +8,8 @@ import anyio
 
 from airlock.config import DeploymentConfig, ModelConfig
 from airlock.engine.embeddings import EmbeddingModel
+from airlock.providers.anthropic import CAPABILITIES as ANTHROPIC_CAPABILITIES
+from airlock.providers.anthropic import anthropic
 from airlock.providers.base import Capabilities, Provider
 from airlock.providers.embedded import ChatEngine, EmbeddedChatProvider, EmbeddedEmbeddingProvider
 from airlock.providers.openai_compatible import openai_compatible
@@ -52,6 +54,9 @@ def register(registry: ProviderRegistry) -> None:
                 chat=True, completions=True, embeddings=True, tools=True, json_mode=True
             ),
         )
+    )
+    registry.register(
+        ProviderSpec(name="anthropic", factory=anthropic, capabilities=ANTHROPIC_CAPABILITIES)
     )
     _register_embedded_chat(registry)
 
