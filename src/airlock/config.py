@@ -14,15 +14,20 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from airlock.access.oidc_config import OidcConfig
+
 __all__ = [
+    "AccessConfig",
     "AppConfig",
     "AutoRouteConfig",
     "BreakerConfig",
     "ConfigError",
     "DeploymentConfig",
     "EnvSettings",
+    "LedgerConfig",
     "ModelConfig",
     "PriceConfig",
+    "PrivacyConfig",
     "RetryConfig",
     "RoutingConfig",
     "ServerConfig",
@@ -33,6 +38,9 @@ __all__ = [
 
 Tier = Literal["self-hosted", "frontier"]
 Capability = Literal["chat", "completions", "json_mode", "tools", "embeddings"]
+# How sensitive requests may be served: refused, kept on self-hosted deployments, or
+# pseudonymised before they may reach a frontier API (see docs/privacy.md).
+PolicyName = Literal["block", "self-hosted-only", "pseudonymize"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
 
@@ -52,6 +60,8 @@ class EnvSettings(BaseModel):
     home: Path = Path(".airlock")
     config: Path | None = None
     master_key: str | None = None
+    # The ledger database (PostgreSQL for replicas); SQLite in ``home`` when unset.
+    database_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -90,6 +100,9 @@ class ModelConfig(_Strict):
     quality: Annotated[float, Field(ge=0, le=1)] = 0.5
     context_window: Annotated[int, Field(ge=1)] | None = None
     capabilities: frozenset[Capability] = frozenset({"chat", "completions"})
+    # Overrides privacy.default_policy for requests sent to this model; a key's own
+    # policy is stricter-wins with it (see api/privacy.py).
+    privacy_policy: PolicyName | None = None
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -136,10 +149,51 @@ class RoutingConfig(_Strict):
     health_check_interval_s: Annotated[float, Field(gt=0)] = 15.0
 
 
+class PrivacyConfig(_Strict):
+    default_policy: PolicyName = "self-hosted-only"
+    # Requests whose text is at least this long are inspected in a worker thread so
+    # the event loop keeps serving others.
+    inspect_in_thread_chars: Annotated[int, Field(ge=0)] = 20_000
+    # Present only so a config asking for content logging is refused by name:
+    # airlock never logs content (invariant 1), whatever the config says.
+    log_content: bool = False
+    # Audit/ledger records older than this may be purged (``airlock audit purge``).
+    retention_days: Annotated[int, Field(ge=1)] = 365
+
+    @model_validator(mode="after")
+    def _never_log_content(self) -> PrivacyConfig:
+        if self.log_content:
+            raise ValueError(
+                "airlock never logs prompt or completion content; set log_content to false "
+                "or remove it"
+            )
+        return self
+
+
+class AccessConfig(_Strict):
+    oidc: OidcConfig = OidcConfig()
+    # Shared state for rate limits and budgets across replicas; in memory when unset.
+    redis_url: str | None = None
+    # When Redis cannot be reached: refuse with 503 (default) or let requests through.
+    fail_open: bool = False
+    budget_soft_threshold: Annotated[float, Field(gt=0, le=1)] = 0.8
+
+
+class LedgerConfig(_Strict):
+    # What the same tokens would have cost on this frontier model: the savings baseline.
+    baseline_model: str = "gpt-4o"
+    # How often queued ledger rows are written, and how many at most are queued.
+    flush_interval_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+    max_queue: Annotated[int, Field(ge=100)] = 10_000
+
+
 class AppConfig(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     server: ServerConfig = ServerConfig()
     routing: RoutingConfig = RoutingConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    access: AccessConfig = AccessConfig()
+    ledger: LedgerConfig = LedgerConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> AppConfig:

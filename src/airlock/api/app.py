@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from airlock.access.authenticate import Authenticator
 from airlock.access.master_key import ensure_master_key
 from airlock.api.chat import chat_completions
 from airlock.api.completions import completions
@@ -25,8 +24,10 @@ from airlock.api.health import health
 from airlock.api.middleware import RequestContextMiddleware
 from airlock.api.models import get_model, list_models
 from airlock.api.responses import error_response
+from airlock.api.services import open_services
 from airlock.config import Settings
 from airlock.errors import AirlockError, BadRequestError, MethodNotAllowedError, NotFoundError
+from airlock.ledger import error_type_of
 from airlock.providers.registry import ProviderRegistry, builtin_registry
 from airlock.providers.resources import Resources
 from airlock.routing.breaker import BreakerSettings, CircuitBreaker
@@ -42,7 +43,7 @@ async def _airlock_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AirlockError)
     ctx: RequestContext | None = request.scope.get("state", {}).get("ctx")
     if ctx is not None and ctx.error_type is None:
-        ctx.error_type = exc.code or exc.error_type
+        ctx.error_type = error_type_of(exc)
     return error_response(exc)
 
 
@@ -75,28 +76,31 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
                 f"airlock: created the master API key (shown only now): {master.created}",
                 flush=True,
             )
-        resources = Resources(home)
-        table = ModelTable.build(settings.app, registry or builtin_registry(), resources)
-        await table.start()
-        routing = settings.app.routing
-        for dep in table.deployments():
-            dep.breaker = CircuitBreaker(
-                BreakerSettings(routing.breaker.failure_threshold, routing.breaker.reset_after_s)
+        async with AsyncExitStack() as stack:
+            services = await stack.enter_async_context(open_services(settings, master.digest))
+            resources = Resources(home)
+            stack.push_async_callback(resources.aclose)
+            table = ModelTable.build(settings.app, registry or builtin_registry(), resources)
+            await table.start()
+            stack.push_async_callback(table.aclose)
+            routing = settings.app.routing
+            for dep in table.deployments():
+                dep.breaker = CircuitBreaker(
+                    BreakerSettings(
+                        routing.breaker.failure_threshold, routing.breaker.reset_after_s
+                    )
+                )
+            app.state.gateway = Gateway(
+                settings=settings,
+                table=table,
+                router=Router(table, routing, scorer=services.scorer, privacy=settings.app.privacy),
+                services=services,
+                started_at=int(time.time()),
             )
-        app.state.gateway = Gateway(
-            settings=settings,
-            table=table,
-            router=Router(table, routing),
-            authenticator=Authenticator(master.digest),
-            started_at=int(time.time()),
-        )
-        _log.info("ready", extra={"models": [e.name for e in table.all()]})
-        try:
+            _log.info("ready", extra={"models": [e.name for e in table.all()]})
             yield
-        finally:
-            await table.aclose()
-            await resources.aclose()
-            _log.info("stopped")
+        # Closed in reverse: models first, then the ledger flushes every queued record.
+        _log.info("stopped")
 
     routes = [
         Route("/health", health, methods=["GET"]),

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
+from airlock.api.inspect import chat_texts
 from airlock.api.responses import json_response
 from airlock.api.streaming import open_stream, relay_stream
 from airlock.config import Capability
@@ -66,12 +67,14 @@ async def chat_completions(request: Request) -> Response:
     req = parse_request(ChatCompletionRequest, await gw.read_body(request))
     gw.note_unknown_fields(request, req.unknown_fields())
     ctx.stream = bool(req.stream)
-    decision = gw.route(
+    decision = await gw.prepare(
         request,
+        principal,
         RouteRequest(
             model=req.model, capability="chat", needs=_needs(req), text=_routing_text(req)
         ),
-        principal,
+        chat_texts(req),
+        req.output_token_limit,
     )
 
     if req.stream:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
+from airlock.api.inspect import completion_texts
 from airlock.api.responses import json_response
 from airlock.api.streaming import open_stream, relay_stream
 from airlock.protocol.completions import CompletionRequest
@@ -29,8 +30,12 @@ async def completions(request: Request) -> Response:
     gw.note_unknown_fields(request, req.unknown_fields())
     ctx.stream = bool(req.stream)
     text = req.prompt if isinstance(req.prompt, str) else ""
-    decision = gw.route(
-        request, RouteRequest(model=req.model, capability="completions", text=text), principal
+    decision = await gw.prepare(
+        request,
+        principal,
+        RouteRequest(model=req.model, capability="completions", text=text),
+        completion_texts(req),
+        req.max_tokens,
     )
 
     if req.stream:

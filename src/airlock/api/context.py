@@ -7,6 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from airlock.access.limits import Reservation
 from airlock.access.principal import Principal
 
 __all__ = ["RequestContext", "new_request_id", "sane_request_id"]
@@ -36,8 +37,16 @@ class RequestContext:
     requested_model: str | None = None
     served_model: str | None = None
     deployment: str | None = None
+    provider: str | None = None
+    tier: str | None = None
     region: str | None = None
     route_reason: str | None = None
+    # Set when the request reached the router: from then on it is metered (one audit
+    # record and one ledger row), whatever happens next.
+    routed: bool = False
+    sensitive: bool = False
+    entity_counts: dict[str, int] = field(default_factory=dict)
+    reservation: Reservation | None = None
     stream: bool = False
     status: int = 0
     prompt_tokens: int = 0

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
+from airlock.api.inspect import embedding_texts
 from airlock.api.responses import json_response
 from airlock.protocol.embeddings import EmbeddingRequest
 from airlock.protocol.parsing import parse_request
@@ -23,7 +24,12 @@ async def embeddings(request: Request) -> Response:
     principal = await gw.authenticate(request)
     req = parse_request(EmbeddingRequest, await gw.read_body(request))
     gw.note_unknown_fields(request, req.unknown_fields())
-    decision = gw.route(request, RouteRequest(model=req.model, capability="embeddings"), principal)
+    decision = await gw.prepare(
+        request,
+        principal,
+        RouteRequest(model=req.model, capability="embeddings"),
+        embedding_texts(req),
+    )
 
     async def attempt(dep: Deployment) -> EmbeddingResponse:
         call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)

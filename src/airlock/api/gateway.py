@@ -10,16 +10,18 @@ from typing import TypeVar, cast
 
 from starlette.requests import Request
 
-from airlock.access.authenticate import Authenticator
 from airlock.access.principal import Principal
 from airlock.api.context import RequestContext
+from airlock.api.services import Services
 from airlock.config import Settings
-from airlock.errors import AuthenticationError, BadRequestError, BodyTooLargeError
+from airlock.errors import AirlockError, BadRequestError, BodyTooLargeError
+from airlock.ledger import error_type_of
+from airlock.privacy.detector import Verdict
 from airlock.routing.failover import FailoverResult, RetrySettings, run_with_failover
 from airlock.routing.router import AUTO, Prefer, RouteDecision, Router, RouteRequest
 from airlock.routing.table import Deployment, ModelTable
 
-__all__ = ["Gateway", "context_of", "gateway_of"]
+__all__ = ["Gateway", "context_of", "estimate_tokens", "gateway_of"]
 
 _log = logging.getLogger("airlock.gateway")
 _PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -43,7 +45,7 @@ class Gateway:
     settings: Settings
     table: ModelTable
     router: Router
-    authenticator: Authenticator
+    services: Services
     started_at: int
 
     @property
@@ -60,12 +62,29 @@ class Gateway:
     async def authenticate(self, request: Request) -> Principal:
         ctx = context_of(request)
         try:
-            principal = await self.authenticator.authenticate(request.headers.get("authorization"))
-        except AuthenticationError:
-            ctx.error_type = "authentication"
+            principal = await self.services.authenticator.authenticate(
+                request.headers.get("authorization")
+            )
+        except AirlockError as exc:
+            ctx.error_type = error_type_of(exc)
             raise
         ctx.principal = principal
         return principal
+
+    async def admit(self, request: Request, principal: Principal, estimated_tokens: int) -> None:
+        """Take the caller's rate limit (requests and estimated tokens) or refuse with 429."""
+        ctx = context_of(request)
+        ctx.reservation = await self.services.limiter.acquire(
+            principal.id, principal.rpm, principal.tpm, estimated_tokens
+        )
+
+    async def inspect(self, request: Request, texts: list[str]) -> Verdict:
+        """The sensitive-data verdict; only entity types and counts are kept."""
+        ctx = context_of(request)
+        verdict = await self.services.inspector.inspect(texts)
+        ctx.sensitive = verdict.sensitive
+        ctx.entity_counts = verdict.counts()
+        return verdict
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.app.server.max_body_bytes
@@ -81,12 +100,37 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def route(self, request: Request, route: RouteRequest, principal: Principal) -> RouteDecision:
+    async def prepare(
+        self,
+        request: Request,
+        principal: Principal,
+        route: RouteRequest,
+        texts: list[str],
+        max_tokens: int | None = None,
+    ) -> RouteDecision:
+        """Inspect, admit and route: the stages between parsing and the upstream call."""
+        await self.inspect(request, texts)
+        estimate = estimate_tokens(texts)
+        await self.admit(request, principal, estimate + (max_tokens or 0))
+        return await self.route(request, replace(route, estimated_tokens=estimate), principal)
+
+    async def route(
+        self, request: Request, route: RouteRequest, principal: Principal
+    ) -> RouteDecision:
+        """Choose the model and its candidate deployments, then check the budget.
+
+        From here on the request is metered, whatever happens: one audit record.
+        """
         ctx = context_of(request)
-        decision = self.router.route(_with_overrides(request, route), principal)
-        ctx.requested_model = route.model if route.model == AUTO else decision.model.name
+        ctx.routed = True
+        known = route.model == AUTO or self.table.lookup(route.model) is not None
+        ctx.requested_model = route.model if known else "unknown"
+        route = replace(_with_overrides(request, route), sensitive=ctx.sensitive)
+        decision = self.router.route(route, principal)
         ctx.served_model = decision.model.name
         ctx.route_reason = decision.reason
+        price = decision.model.config.price.input_per_mtok
+        await self.services.budgets.check(principal, route.estimated_tokens * price / 1e6)
         return decision
 
     async def call(
@@ -101,10 +145,20 @@ class Gateway:
         self.router.balancer.served(decision.affinity_key, dep.id)
         ctx.deployment = dep.id
         ctx.region = dep.region
+        ctx.tier = dep.model.tier
+        ctx.provider = dep.config.provider
         ctx.served_model = dep.model.name
         if dep.model is not decision.model.config:
             ctx.route_reason = "fallback:down"
+        if ctx.sensitive and dep.model.tier != "self-hosted":
+            ctx.route_reason = "policy:pseudonymize"
         return result
+
+    def pseudonymize_for(self, request: Request, dep: Deployment) -> bool:
+        """Whether the request must be pseudonymised before ``dep`` sees it: sensitive
+        and leaving the self-hosted tier (the router allowed that only under the
+        ``pseudonymize`` policy)."""
+        return context_of(request).sensitive and dep.model.tier != "self-hosted"
 
     def note_unknown_fields(self, request: Request, names: list[str]) -> None:
         """Log the names of ignored fields at debug level; never their values.
@@ -125,6 +179,12 @@ class Gateway:
                 "unnamed_fields": len(names) - len(safe),
             },
         )
+
+
+def estimate_tokens(texts: list[str]) -> int:
+    """A cheap upper-leaning estimate (about 4 characters per token) used before the
+    real count is known: for rate limits, budgets and context-window fit."""
+    return sum(len(t) + 3 for t in texts) // 4
 
 
 def _with_overrides(request: Request, route: RouteRequest) -> RouteRequest:

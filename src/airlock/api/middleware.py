@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +48,8 @@ class RequestContextMiddleware:
                     out["x-airlock-route"] = ctx.served_model
                 if ctx.route_reason:
                     out["x-airlock-route-reason"] = ctx.route_reason
+                if ctx.reservation is not None:
+                    out.update(ctx.reservation.headers())
             await send(message)
 
         try:
@@ -68,6 +71,11 @@ class RequestContextMiddleware:
             )(scope, receive, send_with_id)
         finally:
             _access_log(ctx)
+            gateway = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
+            if gateway is not None:
+                # Shielded: a request cancelled by a disconnect or shutdown is still metered.
+                with anyio.CancelScope(shield=True):
+                    await gateway.services.meter.finish(ctx)
 
 
 def _access_log(ctx: RequestContext) -> None:

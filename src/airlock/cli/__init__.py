@@ -16,7 +16,7 @@ def _version(value: bool) -> None:
 
 
 def build_app() -> typer.Typer:
-    from airlock.cli import serve
+    from airlock.cli import audit, classify, deploy, keys, ledger, route, serve, vllm
 
     app = typer.Typer(
         name="airlock",
@@ -34,7 +34,7 @@ def build_app() -> typer.Typer:
     ) -> None:
         """airlock: one OpenAI-compatible endpoint for your self-hosted models."""
 
-    for module in (serve,):
+    for module in (serve, classify, route, keys, ledger, audit, deploy, vllm):
         module.register(app)
     return app
 

@@ -52,6 +52,10 @@ ROUTE_REASONS: frozenset[str] = frozenset(
         "auto:complex",  # complexity scorer sent it to the strong tier
         "auto:cost",
         "auto:latency",
+        "auto:prefer-cost",  # the caller's x-airlock-prefer header decided
+        "auto:prefer-latency",
+        "auto:prefer-quality",
+        "fallback:policy",  # the first choice's deployments are outside policy
         "fallback:down",  # first choice unhealthy / circuit open
         "fallback:context",  # prompt did not fit the first choice's context window
         "fallback:error",  # first choice failed with a retryable error
@@ -88,5 +92,9 @@ ERROR_TYPES: frozenset[str] = frozenset(
         "service_unavailable",
         "server_error",
         "client_disconnected",
+        "no_compliant_deployment",
+        "no_allowed_deployment",
+        "sensitive_data_blocked",
+        "internal_error",
     }
 )

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from airlock.access.principal import Principal
-from airlock.config import Capability, RoutingConfig
+from airlock.config import Capability, ModelConfig, PolicyName, PrivacyConfig, RoutingConfig
 from airlock.errors import (
     ModelNotFoundError,
+    PermissionDeniedError,
     PolicyViolationError,
     ServiceUnavailableError,
     UnsupportedParameterError,
@@ -23,7 +24,7 @@ from airlock.errors import (
 from airlock.routing.balancer import Balancer, prefix_key
 from airlock.routing.table import Deployment, ModelEntry, ModelTable
 
-__all__ = ["AUTO", "RouteDecision", "RouteRequest", "Router", "Scorer"]
+__all__ = ["AUTO", "RouteDecision", "RouteRequest", "Router", "Scorer", "effective_policy"]
 
 AUTO = "auto"
 Prefer = Literal["cost", "latency", "quality"]
@@ -31,6 +32,24 @@ Prefer = Literal["cost", "latency", "quality"]
 
 class Scorer(Protocol):
     def score(self, text: str) -> float: ...
+
+
+_STRICTNESS: dict[PolicyName, int] = {"pseudonymize": 0, "self-hosted-only": 1, "block": 2}
+
+
+def effective_policy(
+    principal: Principal, model: ModelConfig, privacy: PrivacyConfig
+) -> PolicyName:
+    """How a sensitive request from ``principal`` may be served by ``model``.
+
+    The model's policy (or the default) applies; a key's own policy can only make it
+    stricter, so an operator's ``block`` on a model is never loosened by a key.
+    """
+    policy = model.privacy_policy or privacy.default_policy
+    own = principal.privacy_policy
+    if own is not None and _STRICTNESS[own] > _STRICTNESS[policy]:
+        return own
+    return policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +60,8 @@ class RouteRequest:
     capability: Capability
     needs: frozenset[Capability] = frozenset()
     text: str = ""
+    # The detector's verdict: when True, each model's privacy policy decides which of
+    # its deployments may serve (self-hosted only, pseudonymised frontier, or none).
     sensitive: bool = False
     prefer: Prefer | None = None
     max_cost_usd: float | None = None
@@ -67,11 +88,13 @@ class Router:
         config: RoutingConfig,
         scorer: Scorer | None = None,
         balancer: Balancer | None = None,
+        privacy: PrivacyConfig | None = None,
     ) -> None:
         self._table = table
         self._config = config
         self._scorer = scorer
         self._balancer = balancer or Balancer()
+        self._privacy = privacy or PrivacyConfig()
 
     @property
     def balancer(self) -> Balancer:
@@ -80,10 +103,19 @@ class Router:
     def has_auto(self, principal: Principal) -> bool:
         return bool(self._auto_pool(principal, "chat"))
 
+    def policy_for(self, principal: Principal, model: ModelConfig) -> PolicyName:
+        return effective_policy(principal, model, self._privacy)
+
     def _allowed(self, dep: Deployment, principal: Principal, sensitive: bool) -> bool:
+        # Fail closed: a deployment outside the caller's regions is never a candidate.
         if not principal.may_use_region(dep.region):
             return False
-        return not (sensitive and dep.model.tier != "self-hosted")
+        if not sensitive:
+            return True
+        policy = self.policy_for(principal, dep.model)
+        if policy == "block":
+            return False
+        return dep.model.tier == "self-hosted" or policy == "pseudonymize"
 
     def _auto_pool(self, principal: Principal, capability: Capability) -> list[ModelEntry]:
         names = self._config.auto.candidates
@@ -119,9 +151,9 @@ class Router:
             and any(self._allowed(d, principal, req.sensitive) for d in e.deployments)
         ]
         if not pool:
-            raise self._nothing_compliant(req)
+            raise self._nothing_compliant(req, principal)
         score = self._scorer.score(req.text) if self._scorer is not None else 0.0
-        threshold = self._threshold()
+        threshold = self.threshold
         cheapest_local = sorted(
             (e for e in pool if e.config.tier == "self-hosted"),
             key=lambda e: (_price(e), -e.config.quality),
@@ -145,18 +177,27 @@ class Router:
             score,
         )
 
-    def _threshold(self) -> float:
+    @property
+    def threshold(self) -> float:
+        """The complexity score at or above which ``auto`` picks the strong model."""
         auto = self._config.auto
         if auto.threshold is not None:
             return auto.threshold
-        # Without calibration data at hand, a strong share of s means scores in the top
-        # s fraction; the scorer's calibration maps shares to thresholds when present.
-        calibrate = getattr(self._scorer, "threshold_for_share", None)
+        # The scorer's calibration (measured on held-out data) maps the configured share
+        # of strong calls to a score threshold; without one, scores are taken at face value.
+        calibrate = getattr(self._scorer, "threshold_for_strong_share", None)
         if callable(calibrate):
             return float(calibrate(auto.strong_share))
         return 1.0 - auto.strong_share
 
-    def _nothing_compliant(self, req: RouteRequest) -> Exception:
+    def _nothing_compliant(self, req: RouteRequest, principal: Principal) -> Exception:
+        if req.sensitive and self._blocked(req, principal):
+            return PolicyViolationError(
+                "This request contains sensitive data, and the privacy policy for this "
+                "key or model blocks such requests. Remove the sensitive data or ask the "
+                "operator for a key whose policy allows self-hosted processing.",
+                code="sensitive_data_blocked",
+            )
         if req.sensitive:
             return ServiceUnavailableError(
                 "This request contains sensitive data and may only be served by a "
@@ -175,8 +216,14 @@ class Router:
             entry, reason, score = self._choose_auto(req, principal)
         else:
             found = self._table.lookup(req.model)
-            if found is None or not principal.may_use_model(found.name):
+            if found is None:
                 raise ModelNotFoundError(req.model)
+            if not principal.may_use_model(found.name):
+                raise PermissionDeniedError(
+                    f"Your API key or token is not allowed to use the model '{found.name}'. "
+                    "Ask the operator to add it to the key's allowed models.",
+                    code="model_not_allowed",
+                )
             entry, reason, score = found, "explicit", None
             if req.capability not in entry.config.capabilities:
                 raise UnsupportedParameterError(
@@ -188,10 +235,20 @@ class Router:
         key = prefix_key(req.text)
         candidates = self._candidates(entry, req, principal, key)
         if not candidates:
-            raise self._nothing_compliant(req)
+            raise self._nothing_compliant(req, principal)
         if candidates[0].model is not entry.config:
             reason = "fallback:context" if not self._fits(entry, req) else "fallback:policy"
         return RouteDecision(entry, tuple(candidates), reason, score, key)
+
+    def _blocked(self, req: RouteRequest, principal: Principal) -> bool:
+        """Whether ``block`` (not a lack of deployments) is why nothing may serve."""
+        if req.model == AUTO:
+            pool = self._auto_pool(principal, req.capability)
+        else:
+            found = self._table.lookup(req.model)
+            pool = [found] if found is not None else []
+        policies = {self.policy_for(principal, e.config) for e in pool}
+        return policies == {"block"}
 
     def _candidates(
         self, entry: ModelEntry, req: RouteRequest, principal: Principal, key: str | None

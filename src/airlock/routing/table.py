@@ -82,7 +82,7 @@ class ModelTable:
                 spec = registry.spec(dep.provider)
                 entry.deployments.append(
                     Deployment(
-                        id=dep.name or f"{model.name}#{i}",
+                        id=dep.name or f"{model.name}@{i}",
                         model=model,
                         config=dep,
                         provider=spec.factory(dep, model, resources),
