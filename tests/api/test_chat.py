@@ -79,7 +79,9 @@ def test_streaming_without_usage_has_no_usage_chunk(client: openai.OpenAI) -> No
 
 
 def test_stream_and_plain_agree_at_temperature_zero(client: openai.OpenAI) -> None:
-    plain = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=16, temperature=0)
+    plain = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=16, temperature=0
+    )
     streamed = "".join(
         c.choices[0].delta.content or ""
         for c in client.chat.completions.create(
@@ -97,12 +99,15 @@ def test_max_tokens_gives_length(client: openai.OpenAI) -> None:
         max_completion_tokens=5,
     )
     assert resp.choices[0].finish_reason == "length"
-    assert resp.usage is not None and resp.usage.completion_tokens == 5
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == 5
 
 
 def test_stop_sequence_is_not_emitted(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
-    base = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, temperature=0)
+    base = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=40, temperature=0
+    )
     full = base.choices[0].message.content or ""
     assert "3" in full
     stop = "3"

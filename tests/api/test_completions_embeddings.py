@@ -20,7 +20,8 @@ def test_completion(client: openai.OpenAI) -> None:
     resp = raw.parse()
     assert resp.choices[0].text
     assert resp.choices[0].finish_reason in {"stop", "length"}
-    assert resp.usage is not None and resp.usage.completion_tokens > 0
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens > 0
 
 
 def test_completion_stream_with_usage(client: openai.OpenAI) -> None:

@@ -29,7 +29,8 @@ async def _stream_one(client: openai.AsyncOpenAI, i: int) -> tuple[str, str | No
             finish = chunk.choices[0].finish_reason or finish
         if chunk.usage:
             usage = chunk.usage
-    assert usage is not None and usage.completion_tokens > 0
+    assert usage is not None
+    assert usage.completion_tokens > 0
     return "".join(text), finish
 
 
@@ -85,7 +86,9 @@ def test_client_disconnect_mid_stream_frees_the_engine(
         got = [next(lines) for _ in range(6)]
         assert any(line.startswith("data: ") for line in got)
     started = time.monotonic()
-    follow = openai.OpenAI(base_url=gateway.api_base, api_key=gateway.master_key, timeout=15, max_retries=0)
+    follow = openai.OpenAI(
+        base_url=gateway.api_base, api_key=gateway.master_key, timeout=15, max_retries=0
+    )
     resp2 = follow.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=5
     )
@@ -107,4 +110,5 @@ def test_sequential_requests_after_disconnects(client: openai.OpenAI, n: int) ->
     resp = client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=3
     )
-    assert resp.usage is not None and resp.usage.completion_tokens >= 1
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens >= 1

@@ -24,7 +24,8 @@ def _error(resp: httpx.Response, status: int) -> dict[str, object]:
     body = resp.json()
     assert_valid(body, "ErrorResponse")
     err: dict[str, object] = body["error"]
-    assert isinstance(err["message"], str) and len(err["message"]) > 20
+    assert isinstance(err["message"], str)
+    assert len(err["message"]) > 20
     assert resp.headers["x-request-id"]
     return err
 
@@ -121,9 +122,7 @@ def test_error_messages_do_not_echo_values(gateway: GatewayProcess) -> None:
         ),
     ],
 )
-def test_unsupported_parameter_values(
-    gateway: GatewayProcess, content: bytes, param: str
-) -> None:
+def test_unsupported_parameter_values(gateway: GatewayProcess, content: bytes, param: str) -> None:
     err = _error(_post(gateway, CHAT, content), 400)
     assert err["param"] == param
     assert err["code"] == "unsupported_parameter"
@@ -131,21 +130,30 @@ def test_unsupported_parameter_values(
 
 def test_embeddings_bad_input(gateway: GatewayProcess) -> None:
     err = _error(
-        _post(gateway, "/v1/embeddings", b'{"model": "all-minilm-l6-v2", "input": "x", '
-              b'"dimensions": 64}'),
+        _post(
+            gateway,
+            "/v1/embeddings",
+            b'{"model": "all-minilm-l6-v2", "input": "x", "dimensions": 64}',
+        ),
         400,
     )
     assert err["param"] == "dimensions"
-    err = _error(_post(gateway, "/v1/embeddings", b'{"model": "all-minilm-l6-v2", "input": ""}'), 400)
-    assert err["param"] is not None and "input" in str(err["param"])
+    err = _error(
+        _post(gateway, "/v1/embeddings", b'{"model": "all-minilm-l6-v2", "input": ""}'), 400
+    )
+    assert err["param"] is not None
+    assert "input" in str(err["param"])
     err = _error(_post(gateway, "/v1/embeddings", b'{"model": "smollm2", "input": "x"}'), 400)
     assert err["param"] == "model"
 
 
 def test_chat_on_embedding_model_is_refused(gateway: GatewayProcess) -> None:
     err = _error(
-        _post(gateway, CHAT, b'{"model": "all-minilm-l6-v2", "messages": '
-              b'[{"role": "user", "content": "x"}]}'),
+        _post(
+            gateway,
+            CHAT,
+            b'{"model": "all-minilm-l6-v2", "messages": [{"role": "user", "content": "x"}]}',
+        ),
         400,
     )
     assert err["param"] == "model"
@@ -179,9 +187,11 @@ def test_openai_client_with_bad_key(gateway: GatewayProcess) -> None:
 
 
 def test_body_over_limit_is_413(gateway: GatewayProcess) -> None:
-    big = b'{"model": "smollm2", "messages": [{"role": "user", "content": "' + b"a" * (
-        9 * 1024 * 1024
-    ) + b'"}]}'
+    big = (
+        b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
+        + b"a" * (9 * 1024 * 1024)
+        + b'"}]}'
+    )
     err = _error(_post(gateway, CHAT, big), 413)
     assert "limit" in str(err["message"])
 

@@ -35,7 +35,7 @@ async def test_upgrade_downgrade_upgrade(db: Db) -> None:
         await upgrade_to_head(engine)
         assert await current_revision(engine) == head_revision()
         async with engine.connect() as conn:
-            assert TABLES <= await conn.run_sync(_tables)
+            assert await conn.run_sync(_tables) >= TABLES
             # The hand-written migration matches the models exactly.
             assert await conn.run_sync(_diff) == []
             head = (await conn.execute(text("SELECT last_index, mac FROM audit_head"))).one()
@@ -50,7 +50,7 @@ async def test_upgrade_downgrade_upgrade(db: Db) -> None:
         await upgrade_to_head(engine)
         assert await current_revision(engine) == head_revision()
         async with engine.connect() as conn:
-            assert TABLES <= await conn.run_sync(_tables)
+            assert await conn.run_sync(_tables) >= TABLES
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()

@@ -58,7 +58,8 @@ async def test_every_submitted_record_becomes_one_row_and_one_audit_record(
         from airlock.privacy.audit.key import load_key
 
         result = await verify_db(engine, load_key(tmp_path / "audit.key"))
-        assert result.ok and result.records == 40
+        assert result.ok
+        assert result.records == 40
     finally:
         await engine.dispose()
 
@@ -98,8 +99,11 @@ async def test_record_fields_round_trip_through_the_usage_table(
     finally:
         await engine.dispose()
     assert row.entity_counts == {"US_SSN": 2}
-    assert row.sensitive is True and row.stream is True and row.ttft_ms is None
-    assert row.served_model == rec.served_model and row.route_reason == "auto:simple"
+    assert row.sensitive is True
+    assert row.stream is True
+    assert row.ttft_ms is None
+    assert row.served_model == rec.served_model
+    assert row.route_reason == "auto:simple"
     assert row.cost_usd == pytest.approx(rec.cost_usd)
 
 
@@ -200,7 +204,8 @@ async def test_failed_batch_is_retried_and_written_exactly_once(
         for _ in range(5):
             await writer.submit(make_record())
         await writer.aclose()
-        assert flaky.calls >= 2 and writer.stats.retries >= 1
+        assert flaky.calls >= 2
+        assert writer.stats.retries >= 1
         assert await _count(engine, USAGE) == 5
     finally:
         await engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import stat
@@ -37,10 +38,11 @@ async def test_records_link_by_index_and_prev_hash(
     entries = [await trail.append(make_record()) for _ in range(12)]
     assert [e.index for e in entries] == list(range(12))
     assert entries[0].prev_hash == GENESIS_HASH
-    for a, b in zip(entries, entries[1:], strict=False):
+    for a, b in itertools.pairwise(entries):
         assert b.prev_hash == a.hash
     body = json.loads(entries[3].body)
-    assert body["index"] == 3 and body["event"] == "request"
+    assert body["index"] == 3
+    assert body["event"] == "request"
     assert body["data"]["request_id"] == entries[3].request_id
     async with engine.connect() as conn:
         cps = (await conn.execute(select(AUDIT_CHECKPOINTS.c.idx))).scalars().all()
@@ -51,7 +53,8 @@ async def test_records_link_by_index_and_prev_hash(
         await verify_both(engine, trail.mirror, trail.key),  # type: ignore[arg-type]
     ):
         assert result.ok, result.describe()
-        assert result.records == 12 and result.last_index == 11
+        assert result.records == 12
+        assert result.last_index == 11
 
 
 async def test_mirror_lines_and_checkpoints(trail: AuditTrail, make_record: MakeRecord) -> None:
@@ -61,9 +64,11 @@ async def test_mirror_lines_and_checkpoints(trail: AuditTrail, make_record: Make
     lines = [json.loads(x) for x in trail.mirror.path.read_text().splitlines()]
     kinds = [x["type"] for x in lines]
     assert kinds == ["record"] * 5 + ["checkpoint"] + ["record"]
-    assert lines[5]["index"] == 4 and lines[5]["hash"] == lines[4]["hash"]
+    assert lines[5]["index"] == 4
+    assert lines[5]["hash"] == lines[4]["hash"]
     head = json.loads(trail.mirror.head_path.read_text())
-    assert head["last_index"] == 5 and head["size"] == trail.mirror.path.stat().st_size
+    assert head["last_index"] == 5
+    assert head["size"] == trail.mirror.path.stat().st_size
 
 
 async def test_concurrent_appends_form_one_chain(
@@ -90,15 +95,14 @@ async def test_two_trails_on_one_database_share_the_chain(
     (other_home / "audit.key").write_bytes(key_file.read_bytes())
     os.chmod(other_home / "audit.key", 0o600)
     second = AuditTrail.open(engine, other_home)
-    await asyncio.gather(
-        *(t.append(make_record()) for _ in range(15) for t in (first, second))
-    )
+    await asyncio.gather(*(t.append(make_record()) for _ in range(15) for t in (first, second)))
     assert (await verify_db(engine, first.key)).ok
     # Each replica's mirror holds the whole chain so far, the other's records included.
     for trail in (first, second):
         await trail.sync_mirror()
         result = verify_jsonl(trail.mirror, trail.key)  # type: ignore[arg-type]
-        assert result.ok and result.records == 30
+        assert result.ok
+        assert result.records == 30
 
 
 async def test_a_replica_with_another_key_cannot_append(
@@ -109,7 +113,8 @@ async def test_a_replica_with_another_key_cannot_append(
     with pytest.raises(AuditIntegrityError, match="different audit key"):
         await impostor.append(make_record())
     result = await verify_db(engine, b"k" * 32)
-    assert not result.ok and result.first_bad_index == 0
+    assert not result.ok
+    assert result.first_bad_index == 0
 
 
 async def test_key_file_is_created_private_and_reused(home: Path) -> None:
@@ -148,7 +153,8 @@ async def test_mirror_catches_up_after_appends_it_missed(
     trail = AuditTrail.open(engine, home, checkpoint_every=5)
     await trail.append(make_record())  # mirror is behind: sync reads the gap from the db
     result = await verify_both(engine, trail.mirror, trail.key)  # type: ignore[arg-type]
-    assert result.ok and result.records == 8
+    assert result.ok
+    assert result.records == 8
 
 
 async def test_mirror_ahead_of_database_is_refused(
@@ -184,4 +190,5 @@ async def test_mirror_drops_an_unsigned_tail_left_by_a_crash(
     assert not verify_jsonl(mirror, trail.key).ok
     await trail.append(make_record())
     result = verify_jsonl(mirror, trail.key)
-    assert result.ok and result.records == 4
+    assert result.ok
+    assert result.records == 4
