@@ -116,6 +116,8 @@ class ServerConfig(_Strict):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # Requests that may wait for the embedded engine before being refused with 503.
     max_queued_requests: Annotated[int, Field(ge=1)] = 256
+    # /metrics holds no content, but shows models, traffic and spend: admin key by default.
+    metrics_anonymous: bool = False
 
 
 class RetryConfig(_Strict):

@@ -171,7 +171,7 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "Bearer wrong-key", "Basic abc", "Bearer ", "sk-airlock-test-master-key"],
+    [None, "Bearer wrong-key", "Basic abc", "Bearer", "sk-airlock-test-master-key"],
 )
 def test_missing_or_bad_key_is_401(gateway: GatewayProcess, header: str | None) -> None:
     headers = {"authorization": header} if header is not None else {}

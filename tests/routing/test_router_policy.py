@@ -90,10 +90,13 @@ def _who(
     )
 
 
-def _route(router: Router, model: str, principal: Principal, sensitive: bool) -> Any:
-    return router.route(
-        RouteRequest(model=model, capability="chat", text="x", sensitive=sensitive), principal
+def _route(
+    router: Router, model: str, principal: Principal, sensitive: bool, pseudo: bool = True
+) -> Any:
+    req = RouteRequest(
+        model=model, capability="chat", text="x", sensitive=sensitive, can_pseudonymize=pseudo
     )
+    return router.route(req, principal)
 
 
 def test_not_sensitive_complex_request_may_go_to_the_frontier(tmp_path: Path) -> None:
@@ -135,6 +138,9 @@ def test_pseudonymize_policy_on_the_model_allows_the_frontier(tmp_path: Path) ->
     router = _router(tmp_path, frontier={"privacy_policy": "pseudonymize"})
     decision = _route(router, "frontier", _who(), sensitive=True)
     assert decision.candidates[0].model.name == "frontier"
+    # an endpoint that cannot pseudonymise (embeddings, completions) stays self-hosted
+    decision = _route(router, "frontier", _who(), sensitive=True, pseudo=False)
+    assert all(d.model.tier == "self-hosted" for d in decision.candidates)
 
 
 def test_a_key_policy_can_only_tighten_the_model_policy(tmp_path: Path) -> None:

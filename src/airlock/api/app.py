@@ -15,19 +15,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from airlock.access.master_key import ensure_master_key
+from airlock.api.admin import admin_routes
 from airlock.api.chat import chat_completions
 from airlock.api.completions import completions
 from airlock.api.context import RequestContext
 from airlock.api.embeddings import embeddings
 from airlock.api.gateway import Gateway
 from airlock.api.health import health
+from airlock.api.metrics import metrics as metrics_page
 from airlock.api.middleware import RequestContextMiddleware
 from airlock.api.models import get_model, list_models
 from airlock.api.responses import error_response
-from airlock.api.services import open_services
+from airlock.api.services import open_services, price_catalog
 from airlock.config import Settings
 from airlock.errors import AirlockError, BadRequestError, MethodNotAllowedError, NotFoundError
 from airlock.ledger import error_type_of
+from airlock.metrics import Metrics
 from airlock.providers.registry import ProviderRegistry, builtin_registry
 from airlock.providers.resources import Resources
 from airlock.routing.breaker import BreakerSettings, CircuitBreaker
@@ -77,10 +80,18 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
                 flush=True,
             )
         async with AsyncExitStack() as stack:
-            services = await stack.enter_async_context(open_services(settings, master.digest))
             resources = Resources(home)
             stack.push_async_callback(resources.aclose)
             table = ModelTable.build(settings.app, registry or builtin_registry(), resources)
+            metrics = Metrics(
+                [e.name for e in table.all()],
+                [d.id for d in table.deployments()],
+                prices=price_catalog(settings)[0],
+                allow_anonymous_scrape=settings.app.server.metrics_anonymous,
+            )
+            services = await stack.enter_async_context(
+                open_services(settings, master.digest, observers=(metrics.observe_request,))
+            )
             await table.start()
             stack.push_async_callback(table.aclose)
             routing = settings.app.routing
@@ -95,6 +106,7 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
                 table=table,
                 router=Router(table, routing, scorer=services.scorer, privacy=settings.app.privacy),
                 services=services,
+                metrics=metrics,
                 started_at=int(time.time()),
             )
             _log.info("ready", extra={"models": [e.name for e in table.all()]})
@@ -109,6 +121,8 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
+        *admin_routes(),
     ]
     return Starlette(
         routes=routes,

@@ -14,6 +14,7 @@ from airlock.api.responses import json_response
 from airlock.api.streaming import open_stream, relay_stream
 from airlock.config import Capability
 from airlock.errors import UnsupportedParameterError
+from airlock.privacy.pseudonymize import Pseudonymizer, pseudonymize_request
 from airlock.protocol.chat import ChatCompletionRequest
 from airlock.protocol.parsing import parse_request
 from airlock.protocol.responses import ChatCompletion, ChatCompletionChunk
@@ -60,6 +61,21 @@ def _routing_text(req: ChatCompletionRequest) -> str:
     return ""
 
 
+async def _restored(
+    stream: AsyncGenerator[ChatCompletionChunk, None], pz: Pseudonymizer
+) -> AsyncGenerator[ChatCompletionChunk, None]:
+    """Put the caller's values back into a pseudonymised stream, chunk by chunk."""
+    restorer = pz.stream_restorer()
+    try:
+        async for chunk in stream:
+            yield restorer.restore_chunk(chunk)
+        last = restorer.finish()
+        if last is not None:
+            yield last
+    finally:
+        await stream.aclose()
+
+
 async def chat_completions(request: Request) -> Response:
     gw, ctx = gateway_of(request), context_of(request)
     ctx.endpoint = "chat.completions"
@@ -71,11 +87,29 @@ async def chat_completions(request: Request) -> Response:
         request,
         principal,
         RouteRequest(
-            model=req.model, capability="chat", needs=_needs(req), text=_routing_text(req)
+            model=req.model,
+            capability="chat",
+            needs=_needs(req),
+            text=_routing_text(req),
+            can_pseudonymize=True,
         ),
         chat_texts(req),
         req.output_token_limit,
     )
+
+    def outgoing(dep: Deployment) -> tuple[ChatCompletionRequest, Pseudonymizer | None]:
+        """What ``dep`` may see: the request itself, or (sensitive data bound for a
+        frontier API under the ``pseudonymize`` policy) a copy with entities replaced;
+        the mapping lives only in this attempt."""
+        if not gw.pseudonymize_for(request, dep):
+            return req, None
+        if req.logprobs:
+            raise UnsupportedParameterError(
+                "logprobs cannot be returned for a pseudonymised request: the tokens "
+                "would show placeholders, not your text.",
+                param="logprobs",
+            )
+        return pseudonymize_request(req, gw.services.inspector.detector)
 
     if req.stream:
 
@@ -83,8 +117,12 @@ async def chat_completions(request: Request) -> Response:
             dep: Deployment,
         ) -> tuple[ChatCompletionChunk | None, AsyncGenerator[ChatCompletionChunk, None]]:
             _check_provider(req, dep)
+            sent, pz = outgoing(dep)
             call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
-            return await open_stream(dep.track(dep.provider.chat_stream(req, call)))
+            stream = dep.track(dep.provider.chat_stream(sent, call))
+            if pz is not None:
+                stream = _restored(stream, pz)
+            return await open_stream(stream)
 
         opened = await gw.call(request, decision, open_attempt)
         first, rest = opened.value
@@ -98,12 +136,14 @@ async def chat_completions(request: Request) -> Response:
 
     async def attempt(dep: Deployment) -> ChatCompletion:
         _check_provider(req, dep)
+        sent, pz = outgoing(dep)
         call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
         dep.in_flight += 1
         try:
-            return await dep.provider.chat(req, call)
+            answer = await dep.provider.chat(sent, call)
         finally:
             dep.in_flight -= 1
+        return answer if pz is None else pz.restore_completion(answer)
 
     done = await gw.call(request, decision, attempt)
     result = done.value

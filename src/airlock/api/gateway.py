@@ -10,12 +10,15 @@ from typing import TypeVar, cast
 
 from starlette.requests import Request
 
+from airlock.access.keys import KeyStore
 from airlock.access.principal import Principal
 from airlock.api.context import RequestContext
 from airlock.api.services import Services
 from airlock.config import Settings
 from airlock.errors import AirlockError, BadRequestError, BodyTooLargeError
 from airlock.ledger import error_type_of
+from airlock.ledger.runtime import Ledger
+from airlock.metrics import Metrics, count_attempts
 from airlock.privacy.detector import Verdict
 from airlock.routing.failover import FailoverResult, RetrySettings, run_with_failover
 from airlock.routing.router import AUTO, Prefer, RouteDecision, Router, RouteRequest
@@ -46,7 +49,16 @@ class Gateway:
     table: ModelTable
     router: Router
     services: Services
+    metrics: Metrics
     started_at: int
+
+    @property
+    def keys(self) -> KeyStore:
+        return self.services.keys
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.services.ledger
 
     @property
     def retry(self) -> RetrySettings:
@@ -140,7 +152,9 @@ class Gateway:
         attempt: Callable[[Deployment], Awaitable[T]],
     ) -> FailoverResult[T]:
         ctx = context_of(request)
-        result = await run_with_failover(decision.candidates, attempt, self.retry, ctx.request_id)
+        result = await run_with_failover(
+            decision.candidates, count_attempts(self.metrics, attempt), self.retry, ctx.request_id
+        )
         dep = result.deployment
         self.router.balancer.served(decision.affinity_key, dep.id)
         ctx.deployment = dep.id

@@ -47,6 +47,10 @@ class Inspector:
         self._detector = detector
         self._threshold = thread_threshold_chars
 
+    @property
+    def detector(self) -> Detector:
+        return self._detector
+
     async def inspect(self, texts: Sequence[str]) -> Verdict:
         texts = [t for t in texts if t]
         if not texts:

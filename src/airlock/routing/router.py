@@ -63,6 +63,9 @@ class RouteRequest:
     # The detector's verdict: when True, each model's privacy policy decides which of
     # its deployments may serve (self-hosted only, pseudonymised frontier, or none).
     sensitive: bool = False
+    # Whether the endpoint can pseudonymise the request for a frontier deployment
+    # (chat can); otherwise ``pseudonymize`` acts as ``self-hosted-only``.
+    can_pseudonymize: bool = False
     prefer: Prefer | None = None
     max_cost_usd: float | None = None
     estimated_tokens: int = 0
@@ -106,16 +109,18 @@ class Router:
     def policy_for(self, principal: Principal, model: ModelConfig) -> PolicyName:
         return effective_policy(principal, model, self._privacy)
 
-    def _allowed(self, dep: Deployment, principal: Principal, sensitive: bool) -> bool:
+    def _allowed(self, dep: Deployment, principal: Principal, req: RouteRequest) -> bool:
         # Fail closed: a deployment outside the caller's regions is never a candidate.
         if not principal.may_use_region(dep.region):
             return False
-        if not sensitive:
+        if not req.sensitive:
             return True
         policy = self.policy_for(principal, dep.model)
         if policy == "block":
             return False
-        return dep.model.tier == "self-hosted" or policy == "pseudonymize"
+        if dep.model.tier == "self-hosted":
+            return True
+        return policy == "pseudonymize" and req.can_pseudonymize
 
     def _auto_pool(self, principal: Principal, capability: Capability) -> list[ModelEntry]:
         names = self._config.auto.candidates
@@ -148,7 +153,7 @@ class Router:
             for e in self._auto_pool(principal, req.capability)
             if self._fits(e, req)
             and self._affordable(e, req)
-            and any(self._allowed(d, principal, req.sensitive) for d in e.deployments)
+            and any(self._allowed(d, principal, req) for d in e.deployments)
         ]
         if not pool:
             raise self._nothing_compliant(req, principal)
@@ -262,7 +267,7 @@ class Router:
                 continue
             if req.capability not in model.config.capabilities or not self._fits(model, req):
                 continue
-            allowed = [d for d in model.deployments if self._allowed(d, principal, req.sensitive)]
+            allowed = [d for d in model.deployments if self._allowed(d, principal, req)]
             ordered = self._balancer.order(allowed, key)
             out.extend(_cycle(ordered, attempts if name == entry.name else len(ordered)))
         return out
