@@ -35,6 +35,13 @@ def serve(
     from airlock.logs import configure_logging
 
     settings = _settings(config)
+    from airlock.api.services import price_catalog
+
+    try:
+        price_catalog(settings)  # fail before binding, not in the middle of start-up
+    except ConfigError as exc:
+        typer.echo(f"airlock: {exc}", err=True)
+        raise typer.Exit(2) from None
     level = log_level or settings.env.log_level
     if level not in {"debug", "info", "warning", "error"}:
         typer.echo("airlock: --log-level must be debug, info, warning or error", err=True)
