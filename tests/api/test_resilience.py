@@ -517,3 +517,55 @@ def test_breaker_opens_refuses_then_half_opens(breaker_env: Env) -> None:
         assert _chat(gw, "flaky").status_code == 200
     assert flaky.request_count == 6
     assert SECRET not in gw.log_text()
+
+
+# -- active health checks ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def health_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    ups = {n: FaultyUpstream(n).start() for n in ("h1", "h2")}
+    config = {
+        "models": [
+            _model(
+                "checked",
+                _dep("h1", ups["h1"].base_url, FAST),
+                _dep("h2", ups["h2"].base_url, FAST),
+            )
+        ],
+        "routing": {
+            "breaker": {"failure_threshold": 2, "reset_after_s": 30},
+            "health_check_interval_s": 0.2,
+        },
+    }
+    gw = _start(tmp_path_factory.mktemp("health"), config)
+    try:
+        yield Env(gw, ups)
+    finally:
+        gw.stop()
+        for s in ups.values():
+            s.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lead-owned app.py: HealthChecker is not started in the lifespan yet "
+    "(see the report for the exact call)",
+)
+def test_failing_health_checks_take_a_replica_out_before_any_request(health_env: Env) -> None:
+    gw, h1, h2 = health_env.gw, health_env.up["h1"], health_env.up["h2"]
+    h1.set_health(ok=False)
+    seen = h1.health_checks
+    # Probes every 0.2 s; two failed probes open h1's circuit with no traffic at all.
+    assert h1.wait_until(lambda u: u.health_checks >= seen + 3, 3)
+    for _ in range(4):
+        assert _chat(gw, "checked").status_code == 200
+    assert h1.request_count == 0
+    assert h2.request_count == 4
+    # Healthy again: the next probe makes h1 half-open, one request closes it.
+    h1.set_health(ok=True)
+    seen = h1.health_checks
+    assert h1.wait_until(lambda u: u.health_checks >= seen + 2, 3)
+    for _ in range(6):
+        assert _chat(gw, "checked").status_code == 200
+    assert h1.request_count >= 2
