@@ -133,18 +133,25 @@ async def test_failed_probes_open_the_breaker_passing_probe_half_opens_it(
 
 
 @pytest.mark.anyio
-async def test_a_failed_probe_keeps_an_open_breaker_open(
+async def test_failed_probes_never_keep_an_open_breaker_from_its_trial(
     table: ModelTable, ups: dict[str, FaultyUpstream]
 ) -> None:
+    # An upstream with a broken health endpoint that serves completions fine must come
+    # back after an outage: the time-based trial request decides, not the probes.
     checker = HealthChecker(table, interval_s=10)
     a = _dep_of(table, "a")
     a.breaker = CircuitBreaker(BreakerSettings(1, reset_after_s=0.2))
     a.breaker.record_failure()
     ups["a"].set_health(ok=False)
     await anyio.sleep(0.15)
-    await checker.check_once()  # fresh evidence: the open period starts again
+    await checker.check_once()
     await anyio.sleep(0.1)
-    assert a.breaker.state == "open"
+    assert a.breaker.state == "half_open"
+    await checker.check_once()
+    assert a.breaker.claim() == "trial"
+    a.breaker.record_success()
+    assert a.breaker.state == "closed"
+    assert not _by_id(checker.snapshot())["a"].healthy
 
 
 @pytest.mark.anyio

@@ -2,14 +2,16 @@
 
 Probes feed the deployment's circuit breaker:
 - a failed probe (``check_health`` false, an error, or no answer within the timeout)
-  counts as one failure, so a dead deployment that gets no traffic still opens its
-  circuit after ``failure_threshold`` probes, and an open one stays open;
+  counts as one failure while the circuit is closed, so a dead deployment that gets no
+  traffic still opens its circuit after ``failure_threshold`` probes;
 - a passing probe moves an open circuit to half-open at once, so the next request is
   the trial instead of waiting out ``reset_after_s``. It never closes the circuit by
   itself: an upstream can list its models and still fail every completion.
 
-Requests and probes share the breaker, so real successes keep a deployment whose
-health endpoint misbehaves (but which serves fine) closed.
+Failed probes never keep a circuit open: once it is open, the time-based trial request
+decides. Otherwise an upstream whose health endpoint is missing or broken, but which
+serves completions fine, could never come back after one outage. Likewise requests and
+probes share the breaker, so real successes keep such an upstream closed.
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ class HealthChecker:
             _log.warning("deployment_unhealthy", extra={"deployment": dep.id})
         record.healthy = False
         record.consecutive_failures += 1
-        dep.breaker.record_failure()
+        if dep.breaker.state == "closed":
+            dep.breaker.record_failure()
 
     def snapshot(self) -> list[DeploymentHealth]:
         """Every deployment's state now, in table order."""
