@@ -574,3 +574,71 @@ async def test_use_before_start_is_a_programming_error(upstream: FaultyUpstream)
         await p.chat(_chat(), CTX)
     with pytest.raises(RuntimeError, match="before start"):
         await p.check_health()
+
+
+# -- SSE framing -------------------------------------------------------------------------
+
+
+def _chunk_json(text: str) -> bytes:
+    return (
+        '{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", '
+        '"choices": [{"index": 0, "delta": {"content": "' + text + '"}, "finish_reason": null}]}'
+    ).encode()
+
+
+@pytest.mark.anyio
+async def test_sse_framing_variants(
+    provider: OpenAICompatibleProvider, upstream: FaultyUpstream
+) -> None:
+    whole = _chunk_json("b")
+    cut = whole.index(b'"choices"')
+    upstream.script(
+        ok(
+            raw=(
+                (0, b": comment lines are keep-alives\n\n"),
+                # No space after the colon; CRLF line ends; fields we do not use.
+                (0, b"id: 7\r\nretry: 1000\r\ndata:" + _chunk_json("a") + b"\r\n\r\n"),
+                # One event split over two data lines (joined with a newline: still JSON),
+                # and over two network writes.
+                (0, b"data: " + whole[:cut] + b"\n"),
+                (0.05, b"data: " + whole[cut:] + b"\n\n"),
+                (0, b"data: [DONE]\n\n"),
+            )
+        )
+    )
+    chunks = await _collect(provider)
+    assert [c.choices[0].delta.content for c in chunks] == ["a", "b"]
+
+
+@pytest.mark.anyio
+async def test_keepalive_comments_do_not_count_as_the_first_token(
+    upstream: FaultyUpstream,
+) -> None:
+    # A proxy that sends ": ping" every 0.2 s keeps the socket busy but sends no token:
+    # the first-token limit must still fire (a per-read timeout would never).
+    p = _provider(upstream.base_url, first_token=0.6, total=5)
+    await p.start()
+    try:
+        upstream.script(ok(raw=tuple((0.2, b": ping\n\n") for _ in range(25))))
+        began = time.monotonic()
+        with pytest.raises(UpstreamTimeoutError) as info:
+            await _collect(p)
+        elapsed = time.monotonic() - began
+    finally:
+        await p.aclose()
+    assert info.value.retryable
+    assert 0.55 < elapsed < 1.5
+    assert upstream.wait_until(_settled, 3)
+    assert upstream.requests[0].outcome == "aborted"
+
+
+@pytest.mark.anyio
+async def test_event_named_error_is_an_upstream_error(
+    provider: OpenAICompatibleProvider, upstream: FaultyUpstream
+) -> None:
+    upstream.script(
+        ok(raw=((0, b"event: error\ndata: " + PROMPT.encode() + b"\n\n"),)),
+    )
+    with pytest.raises(UpstreamError) as info:
+        await _collect(provider)
+    assert PROMPT not in str(info.value.to_body())

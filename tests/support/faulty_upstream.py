@@ -67,6 +67,9 @@ class Fault:
     omit_done: bool = False
     # In a stream: send an OpenAI error object as the event after this many events.
     error_event_after: int | None = None
+    # In a stream: send exactly these bytes instead of the generated events, each piece
+    # after its delay (to test SSE framing and keep-alive comments).
+    raw: tuple[tuple[float, bytes], ...] | None = None
 
 
 def ok(**kw: Any) -> Fault:
@@ -489,6 +492,15 @@ class FaultyUpstream:
         )
         writer.write(head.encode("latin-1"))
         await _drain(writer)
+        if fault.raw is not None:
+            for delay, piece in fault.raw:
+                if delay:
+                    await _wait_or_gone(reader, delay)
+                writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                await _drain(writer)
+            writer.write(b"0\r\n\r\n")
+            await _drain(writer)
+            return
         payloads = [json.dumps(e).encode() for e in self._events(rec, n, model, fault.chunks)]
         if fault.malformed:
             payloads[0] = b'{"id": "broken", "choices": [ {not json'
