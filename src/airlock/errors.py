@@ -14,6 +14,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BodyTooLargeError",
+    "ClientDisconnectedError",
     "ContextLengthExceededError",
     "InsufficientQuotaError",
     "InternalServerError",
@@ -189,3 +190,15 @@ class ServiceUnavailableError(AirlockError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "service_unavailable"
+
+
+class ClientDisconnectedError(AirlockError):
+    """The client went away before the answer was ready; nobody reads this response
+    (status 499, as nginx logs it), but the request is still metered."""
+
+    status_code = 499
+    error_type = "client_disconnected"
+    default_code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before the response was ready.")

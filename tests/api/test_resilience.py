@@ -438,11 +438,6 @@ def _disconnect_after(gw: GatewayProcess, body: dict[str, Any], seconds: float) 
     return time.monotonic()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead-owned api: a JSON request does not watch for http.disconnect, so the "
-    "upstream call runs to its end (see the report: Gateway.call fix)",
-)
 def test_client_disconnect_during_a_json_call_cancels_the_upstream(env: Env) -> None:
     patient = env.up["patient"]
     patient.script(slow(2.5))
@@ -452,11 +447,6 @@ def test_client_disconnect_during_a_json_call_cancels_the_upstream(env: Env) -> 
     assert cancelled_soon, f"upstream still running {time.monotonic() - left_at:.1f}s later"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead-owned api: before the first chunk the handler does not watch for "
-    "http.disconnect (see the report: Gateway.call fix)",
-)
 def test_client_disconnect_before_the_first_token_cancels_the_upstream(env: Env) -> None:
     patient = env.up["patient"]
     patient.script(ok(first_chunk_delay_s=2.5))
@@ -547,11 +537,6 @@ def health_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             s.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead-owned app.py: HealthChecker is not started in the lifespan yet "
-    "(see the report for the exact call)",
-)
 def test_failing_health_checks_take_a_replica_out_before_any_request(health_env: Env) -> None:
     gw, h1, h2 = health_env.gw, health_env.up["h1"], health_env.up["h2"]
     h1.set_health(ok=False)

@@ -34,6 +34,7 @@ from airlock.metrics import Metrics
 from airlock.providers.registry import ProviderRegistry, builtin_registry
 from airlock.providers.resources import Resources
 from airlock.routing.breaker import BreakerSettings, CircuitBreaker
+from airlock.routing.health import HealthChecker
 from airlock.routing.router import Router
 from airlock.routing.table import ModelTable
 
@@ -101,6 +102,10 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
                         routing.breaker.failure_threshold, routing.breaker.reset_after_s
                     )
                 )
+            health = HealthChecker(table, routing.health_check_interval_s)
+            await health.start()
+            stack.push_async_callback(health.aclose)
+            app.state.health = health
             app.state.gateway = Gateway(
                 settings=settings,
                 table=table,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
+import anyio
 from starlette.requests import Request
 
 from airlock.access.keys import KeyStore
@@ -15,7 +16,12 @@ from airlock.access.principal import Principal
 from airlock.api.context import RequestContext
 from airlock.api.services import Services
 from airlock.config import Settings
-from airlock.errors import AirlockError, BadRequestError, BodyTooLargeError
+from airlock.errors import (
+    AirlockError,
+    BadRequestError,
+    BodyTooLargeError,
+    ClientDisconnectedError,
+)
 from airlock.ledger import error_type_of
 from airlock.ledger.runtime import Ledger
 from airlock.metrics import Metrics, count_attempts
@@ -152,8 +158,15 @@ class Gateway:
         attempt: Callable[[Deployment], Awaitable[T]],
     ) -> FailoverResult[T]:
         ctx = context_of(request)
-        result = await run_with_failover(
-            decision.candidates, count_attempts(self.metrics, attempt), self.retry, ctx.request_id
+        result = await _unless_disconnected(
+            request,
+            ctx,
+            lambda: run_with_failover(
+                decision.candidates,
+                count_attempts(self.metrics, attempt),
+                self.retry,
+                ctx.request_id,
+            ),
         )
         dep = result.deployment
         self.router.balancer.served(decision.affinity_key, dep.id)
@@ -193,6 +206,38 @@ class Gateway:
                 "unnamed_fields": len(names) - len(safe),
             },
         )
+
+
+async def _unless_disconnected(
+    request: Request, ctx: RequestContext, work: Callable[[], Awaitable[T]]
+) -> T:
+    """Run ``work`` (the upstream call) but cancel it as soon as the client goes away,
+    so an abandoned request stops costing upstream capacity."""
+    done: list[T] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        async def run() -> None:
+            try:
+                done.append(await work())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, outside the group
+                failed.append(exc)
+            finally:
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        tg.start_soon(run)
+    if failed:
+        raise failed[0]
+    if not done:
+        ctx.error_type = "client_disconnected"
+        raise ClientDisconnectedError()
+    return done[0]
 
 
 def estimate_tokens(texts: list[str]) -> int:

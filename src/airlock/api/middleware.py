@@ -70,7 +70,7 @@ class RequestContextMiddleware:
                 )
             )(scope, receive, send_with_id)
         finally:
-            _access_log(ctx)
+            _access_log(ctx, _route_path(scope))
             gateway = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
             if gateway is not None:
                 # Shielded: a request cancelled by a disconnect or shutdown is still metered.
@@ -78,13 +78,20 @@ class RequestContextMiddleware:
                     await gateway.services.meter.finish(ctx)
 
 
-def _access_log(ctx: RequestContext) -> None:
+def _route_path(scope: Scope) -> str:
+    """The matched route's template (``/v1/models/{model_id:path}``), never the raw URL
+    path: the caller chooses that, and it may carry content (invariant 1)."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def _access_log(ctx: RequestContext, path: str) -> None:
     if ctx.path == "/health":
         return
     fields: dict[str, object] = {
         "request_id": ctx.request_id,
         "method": ctx.method,
-        "path": ctx.path,
+        "path": path,
         "status": ctx.status,
         "latency_ms": ctx.elapsed_ms(),
     }
