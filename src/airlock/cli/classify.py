@@ -44,14 +44,30 @@ class Classifier:
         return self.detector.detect(prompt)
 
     def route(self, prompt: str, sensitive: bool) -> RouteDecision:
+        # Exactly what ``POST /v1/chat/completions`` asks the router for a single user
+        # message: chat can pseudonymise, so a ``pseudonymize`` policy may pick a
+        # frontier model here as it would in the gateway.
         req = RouteRequest(
             model=AUTO,
             capability="chat",
             text=prompt,
             sensitive=sensitive,
+            can_pseudonymize=True,
             estimated_tokens=(len(prompt) + 3) // 4,
         )
         return self.router.route(req, MASTER_PRINCIPAL)
+
+
+def _pseudonymized(decision: RouteDecision, sensitive: bool) -> bool:
+    """Whether the gateway would pseudonymise before the first attempt (as it does for a
+    sensitive request bound for a frontier deployment)."""
+    first = decision.candidates[0] if decision.candidates else None
+    return sensitive and first is not None and first.model.tier != "self-hosted"
+
+
+def _deployment_ids(decision: RouteDecision) -> list[str]:
+    """Candidate deployments in attempt order, each once (retries repeat them)."""
+    return list(dict.fromkeys(d.id for d in decision.candidates))
 
 
 @contextmanager
@@ -62,7 +78,14 @@ def _classifier(config: Path | None) -> Iterator[Classifier]:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     # Providers are constructed (to know tiers and regions) but never started.
-    table = ModelTable.build(settings.app, builtin_registry(), Resources(settings.home))
+    try:
+        table = ModelTable.build(settings.app, builtin_registry(), Resources(settings.home))
+    except (KeyError, ValueError) as exc:
+        # An unknown provider or a deployment missing a required setting: a config
+        # error, reported like the others rather than as a traceback.
+        message = exc.args[0] if exc.args else type(exc).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
     scorer = ComplexityScorer.load()
     router = Router(table, settings.app.routing, scorer=scorer, privacy=settings.app.privacy)
     yield Classifier(Detector(), scorer, router)
@@ -78,36 +101,71 @@ def _line(clf: Classifier, item: dict[str, Any]) -> dict[str, Any]:
         "complexity": round(clf.scorer.score(prompt), 6),
     }
     try:
-        out["route"] = clf.route(prompt, verdict.sensitive).model.name
+        decision = clf.route(prompt, verdict.sensitive)
     except AirlockError as exc:
         out["route"] = None
         out["route_error"] = exc.code or exc.error_type
+        return out
+    out["route"] = decision.model.name
+    if _pseudonymized(decision, verdict.sensitive):
+        out["pseudonymized"] = True
     return out
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); echoing one back as an id would make
+    # the output line unparseable for strict readers.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse(number: int, raw: bytes) -> dict[str, Any] | str:
+    """The item on one input line, or why it was rejected (never the line itself)."""
+    try:
+        # RFC 8259 JSON text is UTF-8, whatever the locale; a BOM is tolerated on line 1.
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    try:
+        item = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        # exc.msg is the parser's fixed wording ("Expecting value"); no input in it.
+        return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError:
+        return "not valid JSON (NaN or Infinity)"
+    if not isinstance(item, dict):
+        return "expected a JSON object"
+    if not isinstance(item.get("prompt"), str):
+        return "expected a string 'prompt'"
+    return item
 
 
 def classify(config: ConfigOpt = None) -> None:
     """Read JSON lines {"id", "prompt"} on stdin; write one verdict line per input."""
     bad = 0
     with _classifier(config) as clf:
-        for number, raw in enumerate(sys.stdin, start=1):
+        # Bytes in, ASCII JSON out: offsets must not depend on the locale's encoding,
+        # and an id holding any character (even a lone surrogate) still prints.
+        for number, raw in enumerate(sys.stdin.buffer, start=1):
             if not raw.strip():
                 continue
-            try:
-                item = json.loads(raw)
-            except json.JSONDecodeError:
-                item = None
-            if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+            item = _parse(number, raw)
+            if isinstance(item, str):
                 # The line itself is never echoed: it may be a prompt.
-                typer.echo(
-                    f"error: line {number}: expected a JSON object with a string 'prompt'",
-                    err=True,
-                )
+                typer.echo(f"error: line {number}: {item}", err=True)
                 bad += 1
                 continue
-            sys.stdout.write(json.dumps(_line(clf, item), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(_line(clf, item)) + "\n")
             sys.stdout.flush()
     if bad:
         raise typer.Exit(1)
+
+
+def _read_stdin_prompt() -> str:
+    try:
+        return sys.stdin.buffer.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        typer.echo("error: the prompt on stdin is not valid UTF-8", err=True)
+        raise typer.Exit(2) from None
 
 
 def explain(
@@ -117,17 +175,32 @@ def explain(
 ) -> None:
     """Say which model ``auto`` would choose for PROMPT, and why."""
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = _read_stdin_prompt()
     with _classifier(config) as clf:
         verdict = clf.verdict(prompt)
         score = clf.scorer.score(prompt)
         features = clf.scorer.explain(prompt)[:6]
+        error: AirlockError | None = None
+        decision: RouteDecision | None = None
         try:
-            decision: RouteDecision | None = clf.route(prompt, verdict.sensitive)
-            error = None
+            decision = clf.route(prompt, verdict.sensitive)
         except AirlockError as exc:
-            decision, error = None, exc
+            error = exc
+        # What the same prompt would get without its sensitive data: shows when the
+        # privacy policy, not complexity, decided the route.
+        unconstrained: str | None = None
+        if verdict.sensitive:
+            try:
+                unconstrained = clf.route(prompt, False).model.name
+            except AirlockError:
+                unconstrained = None
         threshold = clf.router.threshold
+    pseudonymized = decision is not None and _pseudonymized(decision, verdict.sensitive)
+    reason: str | None = None
+    if decision is not None:
+        reason = "policy:pseudonymize" if pseudonymized else decision.reason
+    elif error is not None:
+        reason = error.code or error.error_type
     info: dict[str, Any] = {
         "sensitive": verdict.sensitive,
         "entity_counts": verdict.counts(),
@@ -136,8 +209,10 @@ def explain(
         "threshold": round(threshold, 4),
         "top_features": [{"feature": n, "contribution": round(v, 4)} for n, v in features],
         "route": decision.model.name if decision else None,
-        "reason": decision.reason if decision else (error.code if error else None),
-        "deployments": [d.id for d in decision.candidates] if decision else [],
+        "reason": reason,
+        "pseudonymized": pseudonymized,
+        "route_if_not_sensitive": unconstrained,
+        "deployments": _deployment_ids(decision) if decision else [],
     }
     if as_json:
         typer.echo(json.dumps(info))
@@ -158,6 +233,10 @@ def explain(
         )
         + ("" if not verdict.topics else f" (topics: {', '.join(sorted(verdict.topics))})")
     )
+    if pseudonymized:
+        typer.echo("privacy:    pseudonymised before it leaves (policy: pseudonymize)")
+    elif verdict.sensitive and unconstrained is not None and unconstrained != info["route"]:
+        typer.echo(f"privacy:    without the sensitive data it would go to {unconstrained}")
     typer.echo("features:   " + ", ".join(f"{n} {v:+.3f}" for n, v in features))
     if decision is not None:
         typer.echo(f"candidates: {', '.join(info['deployments'])}")
