@@ -1,0 +1,127 @@
+"""``airlock audit verify|purge|export`` on a real chain in a SQLite ledger.
+
+The chain is written in-process through the real AuditTrail (key in AIRLOCK_HOME, JSONL
+mirror, signed checkpoints); the CLI then runs as a subprocess, as an operator would.
+Tampering is done the way an attacker with database access would: SQL on the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from airlock.ledger.db import make_engine, resolve_db_url
+from airlock.ledger.migrate import upgrade_to_head
+from airlock.ledger.record import RequestRecord
+from airlock.privacy.audit.chain import AuditTrail
+
+AIRLOCK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "airlock"
+
+
+def _record(n: int) -> RequestRecord:
+    return RequestRecord(
+        request_id=f"req-cli-{n}",
+        timestamp=datetime.now(UTC),
+        principal_id="key_a",
+        tenant="acme",
+        key_kind="api_key",
+        endpoint="/v1/chat/completions",
+        requested_model="auto",
+        served_model="local-llama",
+        deployment="local-llama@0",
+        provider="openai-compatible",
+        region="eu",
+        tier="self-hosted",
+        route_reason="auto:simple",
+        sensitive=n % 2 == 0,
+        entity_counts={"US_SSN": 1} if n % 2 == 0 else {},
+        prompt_tokens=10 + n,
+        completion_tokens=5,
+        status=200,
+        finish_reason="stop",
+    )
+
+
+async def _append(home: Path, numbers: range) -> None:
+    engine = make_engine(resolve_db_url(None, home))
+    try:
+        await upgrade_to_head(engine)
+        trail = AuditTrail.open(engine, home, checkpoint_every=3)
+        await trail.sync_mirror()
+        for n in numbers:
+            await trail.append(_record(n))
+    finally:
+        await engine.dispose()
+
+
+def _airlock(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "AIRLOCK_DATABASE_URL"}
+    env["AIRLOCK_HOME"] = str(home)
+    return subprocess.run(
+        [str(AIRLOCK), "audit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_verify_purge_export_and_tamper_detection(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    asyncio.run(_append(home, range(4)))  # indexes 0..3
+    time.sleep(0.05)
+    cutoff = datetime.now(UTC)
+    time.sleep(0.05)
+    asyncio.run(_append(home, range(4, 8)))  # indexes 4..7
+
+    ok = _airlock(home, "verify", "--source", "both")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "8 records, records 0..7" in ok.stdout
+
+    purged = _airlock(home, "purge", "--before", cutoff.isoformat())
+    assert purged.returncode == 0, purged.stderr
+    assert "purged 4 audit records" in purged.stdout
+    assert "starts at index 4; purge recorded as index 8" in purged.stdout
+
+    # What is left still verifies, in the database and in the mirror, and the purge is
+    # itself a record in the chain.
+    after = _airlock(home, "verify", "--source", "both")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "records 4..8" in after.stdout
+    exported = _airlock(home, "export", "--format", "jsonl")
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [line["index"] for line in lines] == [4, 5, 6, 7, 8]
+    assert [line["event"] for line in lines] == ["request"] * 4 + ["purge"]
+
+    # An attacker with database access edits one record's token count.
+    db = home / "airlock.db"
+    with sqlite3.connect(db) as conn:
+        (body,) = conn.execute("SELECT body FROM audit_records WHERE idx = 6").fetchone()
+        doc = json.loads(body)
+        assert "req-cli-6" in body
+        edited = body.replace('"prompt_tokens":16', '"prompt_tokens":1')
+        assert edited != body, doc
+        conn.execute("UPDATE audit_records SET body = ? WHERE idx = 6", (edited,))
+    bad = _airlock(home, "verify")
+    assert bad.returncode == 1
+    assert "BROKEN (db): first bad record index 6" in bad.stdout
+    # The local mirror was not touched: it still verifies, and comparing shows the edit.
+    assert _airlock(home, "verify", "--source", "jsonl").returncode == 0
+    both = _airlock(home, "verify", "--source", "both")
+    assert both.returncode == 1
+
+    # Undo the edit, then delete a record instead.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_records SET body = ? WHERE idx = 6", (body,))
+        conn.execute("DELETE FROM audit_records WHERE idx = 5")
+    gap = _airlock(home, "verify")
+    assert gap.returncode == 1
+    assert "first bad record index 5" in gap.stdout
