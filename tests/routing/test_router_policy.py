@@ -109,6 +109,10 @@ def test_sensitive_auto_request_stays_self_hosted_everywhere(tmp_path: Path) -> 
     decision = _route(_router(tmp_path), AUTO, _who(), sensitive=True)
     assert decision.model.config.tier == "self-hosted"
     assert all(d.model.tier == "self-hosted" for d in decision.candidates)
+    assert decision.reason == "policy:sensitive"
+    # a simple request would have stayed self-hosted anyway: the scorer's reason stands
+    simple = _route(_router(tmp_path, score=0.1), AUTO, _who(), sensitive=True)
+    assert simple.reason == "auto:simple"
 
 
 def test_sensitive_request_for_a_frontier_model_falls_back_only_to_self_hosted(

@@ -36,11 +36,21 @@ def serve(
 
     settings = _settings(config)
     from airlock.api.services import price_catalog
+    from airlock.providers.registry import builtin_registry
+    from airlock.providers.resources import Resources
+    from airlock.routing.table import ModelTable
 
+    # Fail before binding, not in the middle of start-up: prices, provider names and
+    # each provider's own options (constructing a provider starts nothing).
     try:
-        price_catalog(settings)  # fail before binding, not in the middle of start-up
+        price_catalog(settings)
+        ModelTable.build(settings.app, builtin_registry(), Resources(settings.home))
     except ConfigError as exc:
         typer.echo(f"airlock: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (KeyError, ValueError) as exc:
+        message = exc.args[0] if exc.args else type(exc).__name__
+        typer.echo(f"airlock: invalid deployment in the configuration: {message}", err=True)
         raise typer.Exit(2) from None
     level = log_level or settings.env.log_level
     if level not in {"debug", "info", "warning", "error"}:

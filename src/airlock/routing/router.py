@@ -9,7 +9,7 @@ fallbacks alike — so nothing downstream can pick a deployment outside it:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from airlock.access.principal import Principal
@@ -219,6 +219,8 @@ class Router:
     def route(self, req: RouteRequest, principal: Principal) -> RouteDecision:
         if req.model == AUTO:
             entry, reason, score = self._choose_auto(req, principal)
+            if req.sensitive and self._choice_without_policy(req, principal) is not entry:
+                reason = "policy:sensitive"
         else:
             found = self._table.lookup(req.model)
             if found is None:
@@ -244,6 +246,13 @@ class Router:
         if candidates[0].model is not entry.config:
             reason = "fallback:context" if not self._fits(entry, req) else "fallback:policy"
         return RouteDecision(entry, tuple(candidates), reason, score, key)
+
+    def _choice_without_policy(self, req: RouteRequest, principal: Principal) -> ModelEntry | None:
+        """What ``auto`` would pick were the request not sensitive (for the reason)."""
+        try:
+            return self._choose_auto(replace(req, sensitive=False), principal)[0]
+        except (PolicyViolationError, ServiceUnavailableError):
+            return None
 
     def _blocked(self, req: RouteRequest, principal: Principal) -> bool:
         """Whether ``block`` (not a lack of deployments) is why nothing may serve."""

@@ -1,7 +1,7 @@
 """The content-free, hash-chained audit trail (database + JSONL mirror).
 
 Public API: :class:`AuditTrail` (append, purge, mirror), :func:`verify_db`,
-:func:`verify_jsonl`, :func:`verify_both`, :func:`export_records`. See docs/audit.md.
+:func:`verify_jsonl`, :func:`verify_both`, :func:`export_records`. See docs/privacy.md.
 """
 
 from airlock.privacy.audit.chain import AppendResult, AuditTrail, PurgeResult
