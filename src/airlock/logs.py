@@ -44,7 +44,13 @@ def configure_logging(level: str = "info", stream: IO[str] | None = None) -> Non
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    wanted = logging.getLevelNamesMapping()[level.upper()]
+    # Only airlock's own records go below INFO: they hold metadata by construction.
+    # Third-party debug traces format their arguments into the message text (httpcore
+    # prints the response headers and reason phrase an upstream chose, which can echo
+    # the prompt), so they are never emitted, whatever the level.
+    root.setLevel(max(wanted, logging.INFO))
+    logging.getLogger("airlock").setLevel(wanted)
     # uvicorn's access log prints request lines our own access log already covers, and
     # its error log renders tracebacks; route both through our formatter, metadata only.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
