@@ -266,3 +266,18 @@ def test_every_routed_request_leaves_one_ledger_row_and_the_chain_verifies(
     report = _airlock(gw, "report", "--by", "tenant", "--json")
     assert report.returncode == 0, report.stderr
     assert "ledger-tenant" in report.stdout
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("trace-0f3a9c21-abc", True), ("536-22-1234", False), ("4111111111111111", False)],
+)
+def test_a_callers_request_id_is_honoured_unless_it_holds_sensitive_data(
+    gw: GatewayProcess, sent: str, kept: bool
+) -> None:
+    resp = httpx.get(
+        gw.api_base + "/models",
+        headers={"authorization": f"Bearer {gw.master_key}", "x-request-id": sent},
+    )
+    assert resp.status_code == 200
+    assert (resp.headers["x-request-id"] == sent) is kept

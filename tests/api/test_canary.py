@@ -79,8 +79,8 @@ class Canaries:
         return value
 
     def param_name(self) -> str:
-        """An unknown top-level field name shaped like an OpenAI parameter. Kept apart:
-        the gateway logs such names at debug level today (see the xfail test below)."""
+        """An unknown top-level field name shaped like an OpenAI parameter; only names
+        on OpenAI's own parameter list may be logged (see the test below)."""
         value = f"canary_field_{uuid.uuid4().hex[:16]}"
         self.param_names.append(value)
         return value
@@ -180,8 +180,8 @@ class Run:
     # model name in model_not_found and the URL in unknown_url. Not content, and only
     # ever in the caller's own response; still searched for everywhere else.
     echoed_to_caller: list[str] = field(default_factory=list)
-    # ``param`` and ``code`` of an upstream error body: copied into the caller's error
-    # when they look like identifiers (see the xfail test below).
+    # ``param`` and ``code`` of an upstream error body: never copied into the caller's
+    # error unless they are on OpenAI's own lists (see the test below).
     upstream_error_fields: list[str] = field(default_factory=list)
 
 
@@ -582,24 +582,12 @@ def test_the_frontier_saw_placeholders_never_entity_values(run: Run) -> None:
     assert not hits, "\n".join(hits[:20])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Gateway.note_unknown_fields (lead-owned src/airlock/api/gateway.py) logs unknown "
-    "field names that match ^[a-z][a-z0-9_]{0,63}$ at debug level; a caller can put content "
-    "into such a name (e.g. john_miller_536221234)",
-)
 def test_unknown_field_names_shaped_like_parameters_stay_out_of_the_log(run: Run) -> None:
     assert run.canaries.param_names
     hits = _hits({"<log>": run.gw.log_path.read_bytes()}, run.canaries.param_names)
     assert not hits, "\n".join(hits)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers/upstream_errors.py (lead-owned) copies an upstream error's code and "
-    "param into the caller's error when they look like identifiers; an upstream that echoes "
-    "the request there passes it on (never to logs or records)",
-)
 def test_upstream_error_codes_are_not_copied_into_the_callers_error(run: Run) -> None:
     body = next(s.body for s in run.sent if s.tag == "upstream-400-fields")
     hits = _hits({"upstream-400-fields": body}, run.upstream_error_fields)

@@ -21,10 +21,10 @@ def test_logs_hold_no_prompt_or_completion(tmp_path: Path) -> None:
         outputs: list[str] = []
 
         def chat(i: int, **kw: object) -> None:
+            kw.setdefault("max_tokens", 24)
             resp = client.chat.completions.create(  # type: ignore[call-overload]
                 model="smollm2",
                 messages=[{"role": "user", "content": f"Repeat after me: {canaries[i]}"}],
-                max_tokens=24,
                 **kw,
             )
             outputs.append(resp.choices[0].message.content or "")

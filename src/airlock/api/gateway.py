@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar, cast
@@ -26,6 +25,7 @@ from airlock.ledger import error_type_of
 from airlock.ledger.runtime import Ledger
 from airlock.metrics import Metrics, count_attempts
 from airlock.privacy.detector import Verdict
+from airlock.protocol.vocabulary import OPENAI_PARAMETERS
 from airlock.routing.failover import FailoverResult, RetrySettings, run_with_failover
 from airlock.routing.router import AUTO, Prefer, RouteDecision, Router, RouteRequest
 from airlock.routing.table import Deployment, ModelTable
@@ -33,7 +33,6 @@ from airlock.routing.table import Deployment, ModelTable
 __all__ = ["Gateway", "context_of", "estimate_tokens", "gateway_of"]
 
 _log = logging.getLogger("airlock.gateway")
-_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PREFER = ("cost", "latency", "quality")
 
 T = TypeVar("T")
@@ -190,20 +189,20 @@ class Gateway:
     def note_unknown_fields(self, request: Request, names: list[str]) -> None:
         """Log the names of ignored fields at debug level; never their values.
 
-        Only names shaped like OpenAI parameters are logged: a caller could put content
-        into a field name, so anything else is only counted.
+        Only OpenAI parameter names (ones airlock does not use) are named: a caller
+        could put content into a field name, so anything else is only counted.
         """
         if not names:
             return
         ctx = context_of(request)
-        safe = [n for n in names if _PARAM_NAME.match(n)]
-        ctx.unknown_fields = tuple(safe[:32])
+        known = [n for n in names if n in OPENAI_PARAMETERS]
+        ctx.unknown_fields = tuple(known[:32])
         _log.debug(
             "ignored_unknown_fields",
             extra={
                 "request_id": ctx.request_id,
                 "fields": list(ctx.unknown_fields),
-                "unnamed_fields": len(names) - len(safe),
+                "unnamed_fields": len(names) - len(known),
             },
         )
 

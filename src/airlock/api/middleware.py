@@ -6,6 +6,7 @@ Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through unbuffered
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 from starlette.datastructures import Headers, MutableHeaders
@@ -29,8 +30,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        gateway = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
         ctx = RequestContext(
-            request_id=sane_request_id(headers.get("x-request-id")) or new_request_id(),
+            request_id=_caller_request_id(headers, gateway) or new_request_id(),
             method=scope["method"],
             path=scope["path"],
         )
@@ -71,11 +73,21 @@ class RequestContextMiddleware:
             )(scope, receive, send_with_id)
         finally:
             _access_log(ctx, _route_path(scope))
-            gateway = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
             if gateway is not None:
                 # Shielded: a request cancelled by a disconnect or shutdown is still metered.
                 with anyio.CancelScope(shield=True):
                     await gateway.services.meter.finish(ctx)
+
+
+def _caller_request_id(headers: Headers, gateway: Any) -> str | None:
+    """The caller's ``x-request-id`` when it is sane and holds nothing the detector
+    flags (a bare SSN fits the id pattern but must not be logged or stored)."""
+    value = sane_request_id(headers.get("x-request-id"))
+    if value is None or gateway is None:
+        return value
+    if gateway.services.inspector.detector.detect(value).sensitive:
+        return None
+    return value
 
 
 def _route_path(scope: Scope) -> str:

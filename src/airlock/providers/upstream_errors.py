@@ -1,18 +1,18 @@
 """Mapping an upstream's HTTP failure to airlock's typed errors, without its body.
 
 Upstream error bodies can quote the prompt (invariant 1), so only two short fields are
-ever taken from them: ``code`` and ``param``, and only when they look like identifiers.
+ever taken from them: ``code`` and ``param``, and only values on OpenAI's own lists.
 """
 
 from __future__ import annotations
 
 import math
-import re
 
 import httpx
 import orjson
 
 from airlock.errors import AirlockError, BadRequestError, UpstreamError, UpstreamTimeoutError
+from airlock.protocol.vocabulary import OPENAI_ERROR_CODES, known_param_path
 
 __all__ = [
     "DeploymentBusyError",
@@ -22,7 +22,6 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-_IDENT = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,64}$")
 _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
@@ -76,8 +75,9 @@ def _safe_fields(body: bytes) -> tuple[str | None, str | None]:
     if not isinstance(err, dict):
         return None, None
     code, param = err.get("code"), err.get("param")
-    code = code if isinstance(code, str) and _IDENT.match(code) else None
-    param = param if isinstance(param, str) and _IDENT.match(param) else None
+    # Closed lists only: an upstream may put the caller's text into either field.
+    code = code if isinstance(code, str) and code in OPENAI_ERROR_CODES else None
+    param = param if isinstance(param, str) and known_param_path(param) else None
     return code, param
 
 
