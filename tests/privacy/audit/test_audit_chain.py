@@ -75,7 +75,11 @@ async def test_concurrent_appends_form_one_chain(
     trail: AuditTrail, engine: AsyncEngine, make_record: MakeRecord
 ) -> None:
     records = [make_record() for _ in range(60)]
-    await asyncio.gather(*(trail.append(r) for r in records))
+    # A TaskGroup cancels the other appends if one fails, so a failure is reported
+    # instead of leaving connections busy under the engine fixture's dispose().
+    async with asyncio.TaskGroup() as tg:
+        for r in records:
+            tg.create_task(trail.append(r))
     async with engine.connect() as conn:
         idx = (await conn.execute(select(AUDIT_RECORDS.c.idx).order_by("idx"))).scalars().all()
         ids = (await conn.execute(select(AUDIT_RECORDS.c.request_id))).scalars().all()
@@ -95,7 +99,10 @@ async def test_two_trails_on_one_database_share_the_chain(
     (other_home / "audit.key").write_bytes(key_file.read_bytes())
     os.chmod(other_home / "audit.key", 0o600)
     second = AuditTrail.open(engine, other_home)
-    await asyncio.gather(*(t.append(make_record()) for _ in range(15) for t in (first, second)))
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(15):
+            for t in (first, second):
+                tg.create_task(t.append(make_record()))
     assert (await verify_db(engine, first.key)).ok
     # Each replica's mirror holds the whole chain so far, the other's records included.
     for trail in (first, second):
