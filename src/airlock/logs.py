@@ -58,6 +58,8 @@ def configure_logging(level: str = "info", stream: IO[str] | None = None) -> Non
         lg.handlers[:] = []
         lg.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx writes one INFO line per upstream call; our own records cover the call.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -642,3 +642,19 @@ async def test_event_named_error_is_an_upstream_error(
     with pytest.raises(UpstreamError) as info:
         await _collect(provider)
     assert PROMPT not in str(info.value.to_body())
+
+
+# -- one client, many callers -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_upstream_cookie_never_rides_along_on_the_next_request(
+    upstream: FaultyUpstream, provider: OpenAICompatibleProvider
+) -> None:
+    # The same pooled client serves every caller: a cookie set in the answer to one
+    # caller must not be sent with another caller's request.
+    upstream.script(ok(headers=(("set-cookie", "session=caller-one; Path=/"),)), ok())
+    await provider.chat(_chat(), CTX)
+    await provider.chat(_chat(), CTX)
+    assert len(upstream.requests) == 2
+    assert "cookie" not in upstream.requests[1].headers

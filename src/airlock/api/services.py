@@ -25,6 +25,7 @@ from airlock.config import ConfigError, Settings
 from airlock.ledger.prices import ModelPrice, PriceCatalog, load_default_catalog
 from airlock.ledger.runtime import Ledger, LedgerOptions, open_ledger
 from airlock.privacy.detector import Detector
+from airlock.providers.http import no_cookies
 from airlock.routing.scorer import ComplexityScorer
 
 __all__ = ["Services", "open_services", "price_catalog"]
@@ -78,7 +79,9 @@ async def open_services(
         verifiers: list[TokenVerifier] = [keys.verify_token]
         if access.oidc.issuers:
             # Used only to fetch the configured issuers' JWKS / discovery documents.
-            http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(5.0), follow_redirects=False, cookies=no_cookies()
+            )
             stack.push_async_callback(http.aclose)
             verifiers.append(OidcAuthenticator(access.oidc, http).verify)
 

@@ -71,6 +71,7 @@ from airlock.providers.anthropic_translate import (
     to_chat_completion,
 )
 from airlock.providers.base import CallContext, Capabilities, Provider
+from airlock.providers.http import no_cookies
 from airlock.providers.resources import Resources
 from airlock.providers.sse import SseEvent, iter_sse
 from airlock.providers.upstream_errors import from_exception, from_response
@@ -210,6 +211,7 @@ class AnthropicProvider(Provider):
                 keepalive_expiry=30,
             ),
             follow_redirects=False,
+            cookies=no_cookies(),
         )
         # Health probes get a connection of their own: a deployment whose
         # max_concurrency connections are all busy is loaded, not unhealthy.
@@ -219,6 +221,7 @@ class AnthropicProvider(Provider):
             timeout=httpx.Timeout(t.connect),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             follow_redirects=False,
+            cookies=no_cookies(),
         )
 
     async def aclose(self) -> None:

@@ -23,6 +23,7 @@ from airlock.protocol.responses import (
     EmbeddingResponse,
 )
 from airlock.providers.base import CallContext, Capabilities, Provider
+from airlock.providers.http import no_cookies
 from airlock.providers.resources import Resources
 from airlock.providers.sse import SseEvent, iter_sse
 from airlock.providers.upstream_errors import from_exception, from_response
@@ -88,6 +89,7 @@ class OpenAICompatibleProvider(Provider):
                 keepalive_expiry=30,
             ),
             follow_redirects=False,
+            cookies=no_cookies(),
         )
         # Health probes get a connection of their own: a deployment whose
         # max_concurrency connections are all busy is loaded, not unhealthy.
@@ -98,6 +100,7 @@ class OpenAICompatibleProvider(Provider):
             timeout=httpx.Timeout(t.connect),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             follow_redirects=False,
+            cookies=no_cookies(),
         )
 
     async def aclose(self) -> None:
