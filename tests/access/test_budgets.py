@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import REDIS_URL
 
 from airlock.access.budgets import (
     BudgetGuard,
@@ -21,6 +20,7 @@ from airlock.access.budgets import (
 )
 from airlock.access.principal import Principal
 from airlock.errors import InsufficientQuotaError, ServiceUnavailableError
+from tests.access.conftest import REDIS_URL
 
 pytestmark = pytest.mark.anyio
 

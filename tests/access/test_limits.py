@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import FakeClock
 
 from airlock.access.limits import (
     MemoryRateLimiter,
@@ -23,6 +22,7 @@ from airlock.access.limits import (
     format_reset,
 )
 from airlock.errors import RateLimitError
+from tests.access.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
 

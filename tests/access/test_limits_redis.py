@@ -10,10 +10,10 @@ import textwrap
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import REDIS_URL
 
 from airlock.access.limits import RedisRateLimiter
 from airlock.errors import RateLimitError, ServiceUnavailableError
+from tests.access.conftest import REDIS_URL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

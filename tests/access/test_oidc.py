@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import FakeClock, IdpServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -25,6 +24,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from airlock.access.oidc import OidcAuthenticator, looks_like_jwt
 from airlock.access.oidc_config import ClaimRule, OidcConfig, OidcIssuerConfig
 from airlock.errors import AuthenticationError, PermissionDeniedError, ServiceUnavailableError
+from tests.access.conftest import FakeClock, IdpServer
 
 pytestmark = pytest.mark.anyio
 
