@@ -52,4 +52,3 @@ def assert_valid(instance: Any, schema_name: str) -> None:
     assert not errors, f"{schema_name}: " + "; ".join(
         f"{list(e.path)}: {e.message}" for e in errors[:5]
     )
-
