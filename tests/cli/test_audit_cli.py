@@ -125,3 +125,19 @@ def test_verify_purge_export_and_tamper_detection(tmp_path: Path) -> None:
     gap = _airlock(home, "verify")
     assert gap.returncode == 1
     assert "first bad record index 5" in gap.stdout
+
+
+def test_purge_defaults_to_the_configured_retention(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    asyncio.run(_append(home, range(3)))
+    config = tmp_path / "airlock.yaml"
+    config.write_text("privacy:\n  retention_days: 30\n")
+    kept = _airlock(home, "purge", "--config", str(config))
+    assert kept.returncode == 0, kept.stderr
+    # Records appended just now are well inside 30 days: nothing goes, the purge is audited.
+    assert "purged 0 audit records" in kept.stdout
+    cutoff = datetime.fromisoformat(kept.stdout.split("before ")[1].split(";")[0])
+    assert abs((datetime.now(UTC) - cutoff).days - 30) <= 1
+    both = _airlock(home, "purge", "--before", "2020-01-01", "--retention-days", "3")
+    assert both.returncode != 0
+    assert "at most one" in both.stderr

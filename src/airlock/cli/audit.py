@@ -11,6 +11,7 @@ from typing import Annotated, TextIO
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from airlock.config import ConfigError, load_settings
 from airlock.ledger.db import DatabaseUrlError, resolve_db_url, resolve_home
 from airlock.ledger.migrate import open_migrated_engine
 from airlock.ledger.timeparse import parse_when
@@ -134,12 +135,26 @@ def purge(
     retention_days: Annotated[
         int | None, typer.Option(help="Remove records older than this many days.", min=1)
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="AIRLOCK_CONFIG",
+            help="YAML config whose privacy.retention_days applies when neither "
+            "--before nor --retention-days is given.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     db_url: DbUrlOpt = None,
 ) -> None:
     """Remove old audit records, keep the rest verifiable, and audit the purge."""
-    if (before is None) == (retention_days is None):
-        raise _fail("give exactly one of --before or --retention-days")
+    if before is not None and retention_days is not None:
+        raise _fail("give at most one of --before or --retention-days")
+    if before is None and retention_days is None:
+        try:
+            retention_days = load_settings(config).app.privacy.retention_days
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
     try:
         cutoff = (
             parse_when(before, "--before")
