@@ -23,6 +23,7 @@ from airlock.protocol.responses import (
     EmbeddingResponse,
 )
 from airlock.providers.base import CallContext, Capabilities, Provider
+from airlock.providers.client_pool import ClientPool
 from airlock.providers.http import no_cookies
 from airlock.providers.resources import Resources
 from airlock.providers.sse import SseEvent, iter_sse
@@ -52,7 +53,7 @@ class OpenAICompatibleProvider(Provider):
         self.capabilities = _capabilities(model)
         self._name = name
         self._config = deployment
-        self._client: httpx.AsyncClient | None = None
+        self._pool: ClientPool | None = None
         self._probe: httpx.AsyncClient | None = None
 
     def _headers(self) -> dict[str, str]:
@@ -73,24 +74,24 @@ class OpenAICompatibleProvider(Provider):
         # One TLS context for both clients: building one (loading the CA bundle)
         # costs far more than the client itself.
         tls = httpx.create_ssl_context()
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers,
-            verify=tls,
-            # ``read`` bounds each wait for a piece of the response: in a stream, the
-            # longest silence between two events. The first-token and total limits
-            # are enforced around each call (``_post``, ``_stream``).
-            timeout=httpx.Timeout(
-                connect=t.connect, read=t.first_token, write=t.connect, pool=t.connect
-            ),
-            limits=httpx.Limits(
-                max_connections=self._config.max_concurrency,
-                max_keepalive_connections=self._config.max_concurrency,
-                keepalive_expiry=30,
-            ),
-            follow_redirects=False,
-            cookies=no_cookies(),
-        )
+
+        def make(limits: httpx.Limits) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=base_url,
+                headers=headers,
+                verify=tls,
+                # ``read`` bounds each wait for a piece of the response: in a stream,
+                # the longest silence between two events. The first-token and total
+                # limits are enforced around each call (``_post``, ``_stream``).
+                timeout=httpx.Timeout(
+                    connect=t.connect, read=t.first_token, write=t.connect, pool=t.connect
+                ),
+                limits=limits,
+                follow_redirects=False,
+                cookies=no_cookies(),
+            )
+
+        self._pool = ClientPool(self._config.max_concurrency, make)
         # Health probes get a connection of their own: a deployment whose
         # max_concurrency connections are all busy is loaded, not unhealthy.
         self._probe = httpx.AsyncClient(
@@ -104,16 +105,17 @@ class OpenAICompatibleProvider(Provider):
         )
 
     async def aclose(self) -> None:
-        for client in (self._client, self._probe):
-            if client is not None:
-                await client.aclose()
-        self._client = self._probe = None
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._probe is not None:
+            await self._probe.aclose()
+        self._pool = self._probe = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def pool(self) -> ClientPool:
+        if self._pool is None:
             raise RuntimeError("provider used before start()")
-        return self._client
+        return self._pool
 
     async def check_health(self) -> bool:
         if self._probe is None:
@@ -140,8 +142,8 @@ class OpenAICompatibleProvider(Provider):
     async def _post(self, path: str, req: BaseModel, ctx: CallContext, out: type[M]) -> M:
         t = self._config.timeouts
         try:
-            with anyio.fail_after(t.total):
-                resp = await self.client.post(
+            with anyio.fail_after(t.total), self.pool.lease() as client:
+                resp = await client.post(
                     path,
                     content=self._body(req, ctx, stream=False),
                     headers={"content-type": "application/json", "x-request-id": ctx.request_id},
@@ -176,7 +178,21 @@ class OpenAICompatibleProvider(Provider):
     async def _stream(
         self, path: str, req: BaseModel, ctx: CallContext, out: type[M]
     ) -> AsyncGenerator[M, None]:
-        request = self.client.build_request(
+        with self.pool.lease() as client:
+            inner = self._stream_on(client, path, req, ctx, out)
+            try:
+                async for chunk in inner:
+                    yield chunk
+            finally:
+                # Closed here, not left to the garbage collector: closing the response
+                # is what tells the upstream to stop generating.
+                with anyio.CancelScope(shield=True):
+                    await inner.aclose()
+
+    async def _stream_on(
+        self, client: httpx.AsyncClient, path: str, req: BaseModel, ctx: CallContext, out: type[M]
+    ) -> AsyncGenerator[M, None]:
+        request = client.build_request(
             "POST",
             path,
             content=self._body(req, ctx, stream=True),
@@ -198,7 +214,7 @@ class OpenAICompatibleProvider(Provider):
         try:
             try:
                 with anyio.fail_after(first_by - now):
-                    resp = await self.client.send(request, stream=True)
+                    resp = await client.send(request, stream=True)
                     if resp.status_code != 200:
                         body = await resp.aread()
                         raise from_response(resp.status_code, resp.headers, body, self._name)
