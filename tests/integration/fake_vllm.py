@@ -20,7 +20,7 @@ __all__ = ["FAKE_SERVER", "make_fake_vllm_env"]
 
 FAKE_SERVER = textwrap.dedent(
     '''
-    """Stand-in for vLLM's OpenAI server: /health, /metrics, /v1/models."""
+    """Stand-in for vLLM's OpenAI server: /health, /metrics, /v1/models, chat completions."""
     import argparse, json, os, signal, subprocess, sys, time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from pathlib import Path
@@ -73,6 +73,7 @@ FAKE_SERVER = textwrap.dedent(
             elif self.path == "/metrics":
                 f = os.environ.get("FAKE_IN_FLIGHT_FILE")
                 n = int(Path(f).read_text()) if f and Path(f).exists() else 0
+                n += active
                 self._send(200, "# TYPE vllm:num_requests_running gauge\\n"
                     f'vllm:num_requests_running{{model_name="{args.served_model_name}"}} {n}.0\\n'
                     "# TYPE vllm:num_requests_waiting gauge\\n"
@@ -83,6 +84,58 @@ FAKE_SERVER = textwrap.dedent(
             else:
                 self._send(404, "{}")
 
+        def do_POST(self):
+            # Chat completions in OpenAI's shape: "tok0 tok1 ..." (FAKE_TOKENS words, each
+            # after FAKE_TOKEN_DELAY seconds), with usage; streamed when asked.
+            global active
+            key = os.environ.get("VLLM_API_KEY")
+            if key and self.headers.get("authorization") != f"Bearer {key}":
+                self._send(401, json.dumps({"error": {"message": "bad key", "code": 401}}))
+                return
+            if self.path != "/v1/chat/completions":
+                self._send(404, "{}")
+                return
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            with (state / "requests").open("a") as log:
+                log.write(json.dumps(body) + "\\n")
+            tokens = int(os.environ.get("FAKE_TOKENS", "4"))
+            delay = float(os.environ.get("FAKE_TOKEN_DELAY", "0"))
+            usage = {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens}
+            base = {"id": "chatcmpl-fake", "created": 1, "model": body["model"]}
+            with lock:
+                active += 1
+            try:
+                if not body.get("stream"):
+                    time.sleep(delay * tokens)
+                    text = " ".join(f"tok{i}" for i in range(tokens))
+                    self._send(200, json.dumps({**base, "object": "chat.completion",
+                        "choices": [{"index": 0, "finish_reason": "length",
+                            "message": {"role": "assistant", "content": text}}],
+                        "usage": usage}))
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                def event(choices, extra=None):
+                    chunk = {**base, "object": "chat.completion.chunk", "choices": choices}
+                    chunk.update(extra or {})
+                    self.wfile.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
+                    self.wfile.flush()
+                event([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+                for i in range(tokens):
+                    time.sleep(delay)
+                    finish = "length" if i == tokens - 1 else None
+                    event([{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": finish}])
+                event([], {"usage": usage})
+                self.wfile.write(b"data: [DONE]\\n\\n")
+                self.wfile.flush()
+            finally:
+                with lock:
+                    active -= 1
+
+    import threading
+    lock = threading.Lock()
+    active = 0
     ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
     '''
 )

@@ -59,6 +59,7 @@ def register(registry: ProviderRegistry) -> None:
         ProviderSpec(name="anthropic", factory=anthropic, capabilities=ANTHROPIC_CAPABILITIES)
     )
     _register_embedded_chat(registry)
+    _register_vllm_managed(registry)
 
 
 def _embedded_chat(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:
@@ -100,6 +101,27 @@ def _register_embedded_chat(registry: ProviderRegistry) -> None:
             name="embedded",
             factory=_embedded_chat,
             capabilities=EmbeddedChatProvider.capabilities,
+            local=True,
+        )
+    )
+
+
+def _vllm_managed(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:
+    # Imported on use: the launcher stack is only needed when a deployment asks for it.
+    from airlock.providers.vllm_managed import vllm_managed
+
+    return vllm_managed(dep, model, resources)
+
+
+def _register_vllm_managed(registry: ProviderRegistry) -> None:
+    registry.register(
+        ProviderSpec(
+            name="vllm-managed",
+            factory=_vllm_managed,
+            capabilities=Capabilities(
+                chat=True, completions=True, tools=True, json_mode=True, json_schema=True
+            ),
+            # The child is bound to loopback on this host: requests stay on this machine.
             local=True,
         )
     )
