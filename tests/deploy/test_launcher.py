@@ -14,6 +14,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -429,3 +431,42 @@ def test_an_interpreter_that_cannot_be_executed_is_a_launch_error(h: Harness) ->
     proc = asyncio.run(scenario())
     assert proc.state is VllmState.STOPPED
     assert h.source_log == ["enter", "exit"]
+
+
+def test_the_child_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed gateway cannot clean up: the kernel must stop its vLLM child."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from airlock.deploy.launcher import _die_with_parent\n"
+        "async def main():\n"
+        "    p = await asyncio.create_subprocess_exec('sleep', '120', start_new_session=True,"
+        " preexec_fn=_die_with_parent)\n"
+        "    print(p.pid, flush=True)\n"
+        "    await asyncio.sleep(120)\n"
+        "asyncio.run(main())\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.kill()
+        parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not _alive(child):
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the child outlived its killed parent")
+
+
+def _alive(pid: int) -> bool:
+    # A dead orphan may linger as a zombie until init reaps it: that counts as dead.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -127,11 +127,6 @@ def test_chat_answer_and_usage_are_vllms_under_the_public_name(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vLLM sends null for fields OpenAI's schema types as array/object (message.annotations, "
-    "message.function_call, usage.*_tokens_details) and airlock passes them through",
-)
 def test_chat_response_body_matches_openais_schema(gateway: GatewayProcess) -> None:
     resp = httpx.post(
         f"{gateway.api_base}/chat/completions",

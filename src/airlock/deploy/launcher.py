@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import enum
 import os
 import signal
@@ -339,6 +340,8 @@ class VllmProcess:
                     env=dict(self._command.env),
                     # Own process group: vLLM's engine-core and worker processes die with it.
                     start_new_session=True,
+                    # And the group's leader dies with us, even if we are SIGKILLed.
+                    preexec_fn=_die_with_parent,
                 )
         except OSError as exc:
             # A restart must not kill the supervisor task: report it as a failed launch.
@@ -517,3 +520,14 @@ def spec_env_for_cpu(
     if threads_bind is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = threads_bind
     return env
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies, so a
+    killed gateway never leaves a vLLM server holding the GPU (and its port)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")

@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ChatChoice",
@@ -52,8 +52,17 @@ def now() -> int:
 
 
 class _Out(BaseModel):
-    # Upstream responses may carry fields we do not model; they pass through untouched.
+    # Upstream responses may carry fields we do not model; they pass through, except
+    # explicit nulls (vLLM sends ``annotations: null`` where OpenAI's schema wants an
+    # array or omits the field), which are dropped.
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_null_extras(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k in cls.model_fields}
+        return data
 
 
 class Usage(_Out):

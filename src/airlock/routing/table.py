@@ -6,6 +6,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import anyio
+
 from airlock.access.principal import Principal
 from airlock.config import AppConfig, DeploymentConfig, ModelConfig
 from airlock.errors import ModelNotFoundError, UpstreamError
@@ -111,8 +113,23 @@ class ModelTable:
         return [e for e in self._entries.values() if principal.may_use_model(e.name)]
 
     async def start(self) -> None:
-        for dep in self.deployments():
+        """Start every deployment at once (a managed vLLM takes minutes to come up);
+        if one fails, close those that started and raise the first failure."""
+        started: list[Deployment] = []
+
+        async def start_one(dep: Deployment) -> None:
             await dep.provider.start()
+            started.append(dep)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for dep in self.deployments():
+                    tg.start_soon(start_one, dep)
+        except BaseExceptionGroup as group:
+            with anyio.CancelScope(shield=True):
+                for dep in reversed(started):
+                    await dep.provider.aclose()
+            raise group.exceptions[0] from None
 
     async def aclose(self) -> None:
         for dep in reversed(self.deployments()):
