@@ -18,6 +18,8 @@ the usage ledger), so a restart does not forget what was already spent.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -258,6 +260,9 @@ class BudgetGuard:
         # period labels in ``_ready_labels``; cleared when a new day begins.
         self._ready: set[tuple[str, Period, str]] = set()
         self._ready_labels: tuple[str, str] = ("", "")
+        # Seedings in flight: concurrent requests of one principal on a cold counter
+        # share one ledger query instead of each running it at the same moment.
+        self._seeding: dict[tuple[str, Period, str], asyncio.Task[None]] = {}
 
     def _roll(self, periods: tuple[BudgetPeriod, BudgetPeriod]) -> None:
         labels = (periods[0].label, periods[1].label)
@@ -269,13 +274,30 @@ class BudgetGuard:
         key = (principal_id, period.period, period.label)
         current = await self._store.spent(principal_id, period)
         if current is None and key not in self._ready and self._load_spend is not None:
-            seeded = await self._load_spend(principal_id, period.start)
-            if seeded < 0:
-                raise ValueError("load_spend returned a negative amount")
-            await self._store.seed(principal_id, period, to_nanos(seeded))
+            task = self._seeding.get(key)
+            if task is None:
+                task = asyncio.create_task(self._seed(principal_id, period))
+                self._seeding[key] = task
+                task.add_done_callback(functools.partial(self._seeded, key))
+            # Shielded: a caller that goes away must not cancel what others await.
+            await asyncio.shield(task)
             current = await self._store.spent(principal_id, period)
         self._ready.add(key)
         return current or 0
+
+    async def _seed(self, principal_id: str, period: BudgetPeriod) -> None:
+        assert self._load_spend is not None
+        seeded = await self._load_spend(principal_id, period.start)
+        if seeded < 0:
+            raise ValueError("load_spend returned a negative amount")
+        await self._store.seed(principal_id, period, to_nanos(seeded))
+
+    def _seeded(self, key: tuple[str, Period, str], task: asyncio.Task[None]) -> None:
+        self._seeding.pop(key, None)
+        if not task.cancelled():
+            # Marks a failure as retrieved even if every caller went away meanwhile;
+            # the callers still awaiting it get the exception themselves.
+            task.exception()
 
     async def check(self, principal: Principal, estimated_cost_usd: float) -> None:
         """Raise InsufficientQuotaError if this request would exceed a hard budget."""

@@ -8,8 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from airlock.ledger.db import make_engine
 
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# PostgreSQL advisory lock class for migrations (the object id is the schema's hash).
+_PG_MIGRATION_LOCK = 0x61697231
 
 
 def _config(connection: Connection) -> Config:
@@ -48,6 +51,7 @@ async def _with_engine(
     engine = make_engine(target, schema=schema) if isinstance(target, str) else target
     try:
         async with engine.begin() as conn:
+            await _serialise(conn)
             if up:
                 await conn.run_sync(lambda c: command.upgrade(_config(c), revision))
             else:
@@ -55,6 +59,21 @@ async def _with_engine(
     finally:
         if isinstance(target, str):
             await engine.dispose()
+
+
+async def _serialise(conn: AsyncConnection) -> None:
+    """Let one process at a time migrate a PostgreSQL schema.
+
+    Replicas starting together on a fresh database would otherwise all run the same
+    CREATE TABLEs, and all but one fail on a duplicate catalog entry. The lock is held
+    until the migration's transaction ends; a waiter then finds the schema at head.
+    SQLite needs nothing here: a replica set shares PostgreSQL, not a SQLite file.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, hashtext(coalesce(current_schema(), '')))"),
+            {"cls": _PG_MIGRATION_LOCK},
+        )
 
 
 async def upgrade(

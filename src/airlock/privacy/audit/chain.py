@@ -93,8 +93,11 @@ class AuditTrail:
         self, conn: AsyncConnection, events: Sequence[RequestRecord | PurgeEvent]
     ) -> AppendResult:
         """Append ``events`` in order; ``conn`` must be inside a transaction."""
+        head = await store.lock_head(conn, self._key, datetime.now(UTC))
+        # Timestamped only once the append lock is held: a replica that waited for
+        # another's append must not stamp its records earlier than the ones before
+        # them, so append times follow the chain's order (to within the hosts' skew).
         now = datetime.now(UTC)
-        head = await store.lock_head(conn, self._key, now)
         return await self._append_locked(conn, head, events, now)
 
     async def _append_locked(
@@ -184,9 +187,9 @@ class AuditTrail:
         if before.utcoffset() is None:
             raise ValueError("before must be timezone-aware")
         before = before.astimezone(UTC)
-        now = datetime.now(UTC)
         async with self.engine.begin() as conn:
-            head = await store.lock_head(conn, self._key, now)
+            head = await store.lock_head(conn, self._key, datetime.now(UTC))
+            now = datetime.now(UTC)  # after the lock, as in append_in_transaction
             first_kept = await store.first_index_at_or_after(conn, before)
             cut = head.last_index + 1 if first_kept is None else first_kept
             cut = max(cut, head.anchor_index)

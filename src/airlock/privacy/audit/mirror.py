@@ -41,6 +41,9 @@ MIRROR_FILENAME = "audit.jsonl"
 HEAD_FILENAME = "head.json"
 _LOCK_FILENAME = ".lock"
 _FETCH_CHUNK = 2000
+# Back-off while another sync holds the mirror's lock.
+_LOCK_POLL_MIN_S = 0.001
+_LOCK_POLL_MAX_S = 0.05
 FsyncPolicy = Literal["batch", "never"]
 
 
@@ -132,7 +135,7 @@ class JsonlMirror:
     ) -> None:
         """Bring the mirror up to date; ``entries`` are the records just committed."""
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
-        lock_fd = await asyncio.to_thread(self._acquire_lock)
+        lock_fd = await self._acquire_lock()
         try:
             head = await asyncio.to_thread(self._recover)
             if entries and head is not None and entries[0].index == head.last_index + 1:
@@ -164,14 +167,26 @@ class JsonlMirror:
                 break
             head = await asyncio.to_thread(self._append, head, entries, cps)
 
-    def _acquire_lock(self) -> int:
+    async def _acquire_lock(self) -> int:
+        """Take the directory's ``flock``, polling without blocking.
+
+        A blocking ``flock`` would park a worker thread per waiting sync; enough
+        concurrent syncs in one process fill the default executor, and the holder then
+        cannot get a thread to finish its own file work: a deadlock.
+        """
         fd = os.open(self.directory / _LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o600)
+        delay = _LOCK_POLL_MIN_S
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _LOCK_POLL_MAX_S)
+        except BaseException:
             os.close(fd)
             raise
-        return fd
 
     def _reset(self, head: HeadState) -> None:
         with open(self.path, "w", encoding="ascii") as fh:
