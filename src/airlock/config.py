@@ -176,6 +176,11 @@ class AccessConfig(_Strict):
     oidc: OidcConfig = OidcConfig()
     # Shared state for rate limits and budgets across replicas; in memory when unset.
     redis_url: str | None = None
+    # Key prefix, so several gateways (or tests) can share one Redis without colliding.
+    redis_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9:._-]{0,64}$")] = "airlock:"
+    # Each request takes up to two Redis round trips; under load 64 connections ran out.
+    redis_max_connections: Annotated[int, Field(ge=1)] = 256
+    redis_pool_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     # When Redis cannot be reached: refuse with 503 (default) or let requests through.
     fail_open: bool = False
     budget_soft_threshold: Annotated[float, Field(gt=0, le=1)] = 0.8

@@ -83,10 +83,5 @@ def test_no_transport_errors_and_a_clean_shutdown(report: LoadReport) -> None:
     _assert(report, "transport", "shutdown", "log_errors")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the gateway's Redis pool (64 connections, 5 s wait, fixed in api/services.py) "
-    "runs dry at 100 concurrent requests per replica: some 503s and lost budget spend",
-)
 def test_no_overload_errors(report: LoadReport) -> None:
     _assert(report, "statuses", "log_warnings")

@@ -129,8 +129,14 @@ class Meter:
                 "audit_record_invalid", extra={"request_id": ctx.request_id, "field": exc.field}
             )
             return
-        if record.cost_usd > 0:
-            await self._budgets.record(ctx.principal, record.cost_usd)
+        principal = ctx.principal
+        has_budget = (
+            principal.budget_usd_daily is not None or principal.budget_usd_monthly is not None
+        )
+        # Without a budget, the ledger alone keeps the spend (a budget added later is
+        # seeded from it); the counters are only for keys that have one.
+        if record.cost_usd > 0 and has_budget:
+            await self._budgets.record(principal, record.cost_usd)
         try:
             await self._writer.submit(record)
         except AirlockError as exc:

@@ -89,12 +89,16 @@ async def open_services(
         store: SpendStore
         if access.redis_url:
             pool = aioredis.BlockingConnectionPool.from_url(
-                access.redis_url, max_connections=64, timeout=5
+                access.redis_url,
+                max_connections=access.redis_max_connections,
+                timeout=access.redis_pool_timeout_s,
             )
             client = aioredis.Redis(connection_pool=pool)
             stack.push_async_callback(client.aclose)
-            limiter = RedisRateLimiter(client, fail_open=access.fail_open)
-            store = RedisSpendStore(client)
+            limiter = RedisRateLimiter(
+                client, prefix=access.redis_prefix, fail_open=access.fail_open
+            )
+            store = RedisSpendStore(client, prefix=access.redis_prefix)
         else:
             limiter = MemoryRateLimiter()
             store = MemorySpendStore()
