@@ -6,6 +6,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from airlock.engine.gbnf import Grammar
 from airlock.engine.json_grammar import (
     MAX_REPEAT,
     GrammarBuilder,
@@ -111,7 +112,11 @@ def test_json_object_grammar_only_accepts_objects(llama_model: LlamaModel) -> No
 @pytest.mark.parametrize(
     ("schema", "feature"),
     [
-        ({"type": "integer", "minimum": 0}, "minimum"),
+        ({"type": "integer", "multipleOf": 5}, "multipleOf"),
+        ({"type": "number", "minimum": 0.5}, "minimum"),
+        ({"type": "number", "exclusiveMaximum": 3}, "exclusiveMaximum"),
+        ({"type": "integer", "minimum": 5, "maximum": 4}, "no number satisfies"),
+        ({"type": "integer", "minimum": 1e17}, "16 digits"),
         ({"type": "string", "pattern": "^a+$"}, "pattern"),
         ({"type": "object", "patternProperties": {"^x": {}}}, "patternProperties"),
         ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, "oneOf"),
@@ -145,3 +150,76 @@ def test_unresolvable_ref_is_rejected() -> None:
 
 def test_gbnf_literal_escapes() -> None:
     assert gbnf_literal('a"b\\c\nd\te\x01') == '"a\\"b\\\\c\\nd\\te\\x01"'
+
+
+INT_RANGES = [
+    {},
+    {"minimum": 0},
+    {"minimum": 1},
+    {"minimum": -3},
+    {"maximum": 0},
+    {"maximum": -7},
+    {"minimum": 13, "maximum": 271},
+    {"minimum": -120, "maximum": 45},
+    {"minimum": -999, "maximum": -100},
+    {"exclusiveMinimum": 9, "exclusiveMaximum": 100},
+    {"minimum": 2.5, "maximum": 9.5},
+    {"minimum": 100, "maximum": 100},
+    {"minimum": 7, "exclusiveMinimum": 9, "maximum": 1000, "exclusiveMaximum": 1000},
+]
+
+
+@pytest.mark.parametrize("bounds", INT_RANGES)
+def test_integer_bounds_are_exact(bounds: dict[str, float]) -> None:
+    schema = {"type": "integer", **bounds}
+    state = Grammar(_grammar(schema)).start()
+    for n in range(-1200, 1200):
+        valid = jsonschema.Draft202012Validator(schema).is_valid(n)
+        parsed = state.advance(str(n))
+        assert (not parsed.dead and parsed.complete) == valid, n
+    for text in ["007", "1.0", "1e2", "--1"]:
+        assert not state.advance(text).complete
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [{"minimum": 0}, {"minimum": 3, "maximum": 12}, {"minimum": -5, "maximum": 2}, {"maximum": -2}],
+)
+def test_number_bounds_are_exact(bounds: dict[str, float]) -> None:
+    schema = {"type": "number", **bounds}
+    state = Grammar(_grammar(schema)).start()
+    validator = jsonschema.Draft202012Validator(schema)
+    for tenths in range(-200, 200):
+        for text in (f"{tenths / 10:.1f}", str(tenths // 10), f"{tenths / 10:.1f}00"):
+            parsed = state.advance(text)
+            valid = validator.is_valid(json.loads(text))
+            assert (not parsed.dead and parsed.complete) == valid, text
+
+
+def test_numeric_bounds_agree_with_llama_cpp(llama_model: LlamaModel) -> None:
+    grammar = _grammar(
+        {
+            "type": "object",
+            "properties": {
+                "n": {"type": "integer", "minimum": 13, "maximum": 271},
+                "x": {"type": "number", "minimum": -5, "maximum": 2},
+            },
+            "required": ["n", "x"],
+        }
+    )
+    for text, ok in [
+        ('{"n": 13, "x": -5}', True),
+        ('{"n": 271, "x": 2.000}', True),
+        ('{"n": 100, "x": -4.75}', True),
+        ('{"n": 12, "x": 0}', False),
+        ('{"n": 272, "x": 0}', False),
+        ('{"n": 20, "x": 2.5}', False),
+        ('{"n": 20, "x": -5.1}', False),
+    ]:
+        assert grammar_accepts(llama_model, grammar, text) == ok, text
+
+
+def test_untyped_numeric_bounds_generate_numbers(llama_model: LlamaModel) -> None:
+    grammar = _grammar({"minimum": 0})
+    assert grammar_accepts(llama_model, grammar, "4.5")
+    assert not grammar_accepts(llama_model, grammar, "-1")

@@ -90,19 +90,19 @@ def test_max_tokens_gives_length(engine: EmbeddedEngine) -> None:
 
 def test_json_mode_output_always_parses(engine: EmbeddedEngine, llama_model: LlamaModel) -> None:
     grammar = json_object_grammar()
-    stopped = 0
+    closed_by_budget = 0
     for prompt in JSON_PROMPTS:
         job = ChatJob(_chat(prompt), greedy(120), response_format=JsonObjectFormat())
         result = run(engine, job)
-        if result.finished.finish_reason == "length":
-            # Cut short by max_tokens: not parseable, but still a valid start of an object.
-            assert result.finished.completion_tokens == 120
-            assert grammar_accepts(llama_model, grammar, result.text, complete=False)
-            continue
-        stopped += 1
+        # SmolLM2 rambles inside JSON (long lists, nested objects); when the budget runs
+        # short the engine closes the object, so every answer parses and none is cut.
+        assert result.finished.finish_reason == "stop"
+        assert result.finished.completion_tokens <= 120
         assert isinstance(json.loads(result.text), dict)
-    # SmolLM2 rambles inside JSON (long lists, nested objects); most answers still close.
-    assert stopped >= 8, f"only {stopped} of {len(JSON_PROMPTS)} JSON answers completed"
+        assert grammar_accepts(llama_model, grammar, result.text)
+        closed_by_budget += result.finished.completion_tokens >= 120 - 16
+    # Measured before closing existed: 8 of these 20 answers ran into max_tokens unparsed.
+    assert closed_by_budget >= 1
 
 
 def test_json_schema_output_always_validates(engine: EmbeddedEngine) -> None:

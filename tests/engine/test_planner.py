@@ -72,7 +72,8 @@ def test_completion_prompt_overflow(engine: EmbeddedEngine) -> None:
 @pytest.mark.parametrize(
     ("schema", "feature"),
     [
-        ({"type": "integer", "minimum": 0}, "minimum"),
+        ({"type": "integer", "multipleOf": 2}, "multipleOf"),
+        ({"type": "number", "minimum": 0.5}, "minimum"),
         ({"type": "string", "pattern": "^[a-z]+$"}, "pattern"),
         ({"oneOf": [{"type": "string"}, {"type": "null"}]}, "oneOf"),
     ],
@@ -92,12 +93,12 @@ def test_invalid_schema(engine: EmbeddedEngine) -> None:
 
 def test_unsupported_tool_schema_names_the_tool(engine: EmbeddedEngine) -> None:
     bad = ToolSpec(
-        "f", None, {"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}}}
+        "f", None, {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}
     )
     error = _fail(engine, _chat(tools=(TOOL, bad), tool_choice=ToolChoice("required")))
     assert error.param == "tools"
     assert "tools[1]" in error.message
-    assert "maximum" in error.message
+    assert "multipleOf" in error.message
 
 
 def test_tool_parameters_must_be_an_object(engine: EmbeddedEngine) -> None:

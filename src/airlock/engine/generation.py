@@ -9,6 +9,12 @@ tag-like output commits to a call rather than writing a malformed one). If the m
 the marker, generation rolls back to the end of the prompt, writes the canonical marker
 itself and continues under the tool-call grammar; otherwise the held text is released as
 ordinary content and the rest runs without a grammar (free text pays no grammar cost).
+
+Whenever a JSON or tool-call grammar is active, a :class:`~airlock.engine.closing.Closer`
+keeps the output completable within ``max_tokens``: near the end of the budget it steers
+the model to close what is open (or writes the shortest completion), so constrained output
+parses; ``finish_reason: "length"`` remains only when even the shortest completion never
+fit.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from airlock.engine.closing import Closer
+from airlock.engine.gbnf import Grammar
 from airlock.engine.json_grammar import gbnf_literal
 from airlock.engine.llama_model import LlamaModel
 from airlock.engine.plan import Plan
@@ -28,6 +36,11 @@ from airlock.engine.tool_parser import ToolCallParser
 from airlock.engine.types import EngineEvent, Finished, FinishReason, TextDelta
 
 __all__ = ["DECISION_GRAMMAR", "GenerationResult", "generate"]
+
+_CLOSING_CANDIDATES = 32
+"""The model's most likely tokens considered when the budget forces it to close."""
+_WRAP_UP_CANDIDATES = 32
+"""The model's most likely tokens considered instead of opening structure when wrapping up."""
 
 _MARKER = CALL_OPEN.rstrip("\n")
 
@@ -69,6 +82,55 @@ class _Run:
         self._held = ""
         self._completion = 0
         self._phase = "text"
+        self._closer: Closer | None = None
+
+    def _track(self, grammar: Grammar | None) -> None:
+        """Start budget-aware closing for output under ``grammar`` (None: stop it)."""
+        self._closer = (
+            None
+            if grammar is None
+            else Closer(
+                grammar,
+                piece=self._model.piece,
+                tokenize=lambda text: self._model.tokenize(text, add_bos=False),
+            )
+        )
+
+    def _next_token(self, sampler: Sampler) -> int:
+        """The model's token, unless the budget says the output must start closing."""
+        closer = self._closer
+        if closer is None or not closer.active:
+            return sampler.sample(self._model.ctx)
+        remaining = self._plan.max_new_tokens - self._completion
+        forced = closer.next_forced()
+        if forced is not None:
+            if sampler.allows(forced):
+                sampler.accept(forced)
+                return forced
+            closer.abandon()
+        token = sampler.draw(self._model.ctx)
+        if self._model.is_eog(token):
+            sampler.accept(token)
+            return token
+        if closer.opens(token) and closer.wrapping_up(remaining):
+            likely = sampler.likely(self._model.ctx, _WRAP_UP_CANDIDATES)
+            calmer = closer.choose(
+                [t for t in likely if not self._model.is_eog(t) and not closer.opens(t)],
+                remaining,
+            )
+            token = token if calmer is None else calmer
+        if not closer.fits(token, remaining):
+            likely = sampler.likely(self._model.ctx, _CLOSING_CANDIDATES)
+            chosen = closer.choose([t for t in likely if not self._model.is_eog(t)], remaining)
+            if chosen is None:
+                chosen = closer.start_forcing(remaining)
+                if chosen is not None and not sampler.allows(chosen):
+                    closer.abandon()
+                    chosen = None
+            # With no way to close in budget, the model goes on and the job ends at "length".
+            token = token if chosen is None else chosen
+        sampler.accept(token)
+        return token
 
     def _sampler(self, grammar: str | None) -> Sampler:
         return Sampler(
@@ -86,6 +148,7 @@ class _Run:
         if plan.echo:
             self._emit(TextDelta(plan.echo))
         grammar = plan.text_grammar
+        self._track(plan.text_parse)
         if plan.mode == "tools":
             self._enter_tool_phase()
             grammar = plan.tool_grammar
@@ -98,11 +161,17 @@ class _Run:
                 if self._cancelled():
                     return GenerationResult(self._completion, None)
                 if self._completion >= plan.max_new_tokens:
+                    if self._closer is not None and self._closer.complete:
+                        # The budget ran out exactly as the grammar's output was complete
+                        # (closing makes this the usual case): a natural end, not a cut.
+                        return self._finish("tool_calls" if self._phase == "tool" else "stop")
                     return self._finish("length")
-                token = sampler.sample(self._model.ctx)
+                token = self._next_token(sampler)
                 if self._model.is_eog(token):
                     return self._finish("tool_calls" if self._phase == "tool" else "stop")
                 self._completion += 1
+                if self._closer is not None:
+                    self._closer.commit(token)
                 text = self._decoder.decode(self._model.piece(token))
                 if self._phase == "undecided":
                     decision = self._undecided(text)
@@ -138,6 +207,7 @@ class _Run:
         self._decoder.reset()
         self._held = ""
         self._phase = "tool"
+        self._track(self._plan.tool_parse)
 
     def _undecided(self, text: str) -> Literal["tool", "text"] | None:
         """Hold text while it may be the call marker; say when the model has chosen."""

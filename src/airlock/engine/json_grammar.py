@@ -14,12 +14,14 @@ not enforce is rejected with :class:`~airlock.errors.BadRequestError` naming the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
 import jsonschema.exceptions
 
+from airlock.engine.number_grammar import INT_LIMIT, integer_body, number_body
 from airlock.errors import BadRequestError
 
 __all__ = ["MAX_REPEAT", "GrammarBuilder", "gbnf_literal", "json_object_grammar"]
@@ -60,12 +62,17 @@ _HANDLED = frozenset(
         "maxItems",
         "minLength",
         "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
         "anyOf",
         "oneOf",
         "allOf",
         "$ref",
     }
 )
+_NUMERIC = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
 
 # One whitespace slot: nothing, a space, or a newline with a short indent (bounded).
 _WS = '( " " | "\\n" " "{0,12} )?'
@@ -181,8 +188,10 @@ class _SchemaVisitor:
         return BadRequestError(
             f"{self._where} uses {what}, which constrained decoding does not support. "
             "Supported: type, enum, const, properties, required, additionalProperties, "
-            "items, prefixItems, minItems, maxItems, minLength, maxLength, anyOf, $ref "
-            f"(to #/$defs or #/definitions), with maxLength/maxItems up to {MAX_REPEAT}.",
+            "items, prefixItems, minItems, maxItems, minLength, maxLength, minimum, maximum, "
+            "exclusiveMinimum, exclusiveMaximum (numbers: whole-number minimum/maximum only), "
+            f"anyOf, $ref (to #/$defs or #/definitions), with maxLength/maxItems up to "
+            f"{MAX_REPEAT}.",
             param=self._param,
         )
 
@@ -257,10 +266,8 @@ class _SchemaVisitor:
     def _typed(self, kind: str, schema: Mapping[str, Any]) -> str:
         if kind == "string":
             return self._string(schema)
-        if kind == "number":
-            return "json-number"
-        if kind == "integer":
-            return "json-int"
+        if kind in ("number", "integer"):
+            return self._number(schema, integer=kind == "integer")
         if kind == "boolean":
             return "json-bool"
         if kind == "null":
@@ -280,6 +287,38 @@ class _SchemaVisitor:
         if 0 <= high < low:
             raise self._unsupported(f"'{high_key}' below '{low_key}' (nothing can match)")
         return low, high
+
+    def _number(self, schema: Mapping[str, Any], *, integer: bool) -> str:
+        low: int | None = None
+        high: int | None = None
+        for key in _NUMERIC:
+            if key not in schema:
+                continue
+            value = schema[key]
+            if integer:
+                bound = {
+                    "minimum": math.ceil(value),
+                    "exclusiveMinimum": math.floor(value) + 1,
+                    "maximum": math.floor(value),
+                    "exclusiveMaximum": math.ceil(value) - 1,
+                }[key]
+            elif key.startswith("exclusive"):
+                raise self._unsupported(f"'{key}' on a number (it works on integers)")
+            elif not float(value).is_integer():
+                raise self._unsupported(f"a '{key}' that is not a whole number on a number")
+            else:
+                bound = int(value)
+            if key.endswith("inimum"):
+                low = bound if low is None else max(low, bound)
+            else:
+                high = bound if high is None else min(high, bound)
+        if low is None and high is None:
+            return "json-int" if integer else "json-number"
+        if (low is not None and low > INT_LIMIT) or (high is not None and high < -INT_LIMIT):
+            raise self._unsupported("numeric bounds beyond 16 digits")
+        if low is not None and high is not None and low > high:
+            raise self._unsupported("numeric bounds that no number satisfies")
+        return self._rule(integer_body(low, high) if integer else number_body(low, high))
 
     def _string(self, schema: Mapping[str, Any]) -> str:
         if "minLength" not in schema and "maxLength" not in schema:
@@ -362,6 +401,7 @@ def _untyped(schema: Mapping[str, Any]) -> bool:
             "maxItems",
             "minLength",
             "maxLength",
+            *_NUMERIC,
         )
     )
 
@@ -373,4 +413,6 @@ def _implied(schema: Mapping[str, Any]) -> list[str]:
         return ["object"]
     if any(k in schema for k in ("items", "prefixItems", "minItems", "maxItems")):
         return ["array"]
+    if any(k in schema for k in _NUMERIC):
+        return ["number"]
     return ["string"]

@@ -12,12 +12,18 @@ Validation errors (:class:`~airlock.errors.BadRequestError`,
 :class:`~airlock.errors.ContextLengthExceededError`, ...) are raised by the first
 ``__anext__``, before any event. Stopping iteration early (``aclose()`` or cancelling the
 task) stops generation within a token and lets the next queued job run.
+
+The model is a GGUF path or a :data:`ModelSource`: a zero-argument callable returning a
+context manager that yields the path. The engine enters it when it starts and exits it
+after the model is freed (also when loading fails), so a sealed model can be decrypted into
+memory that lives exactly as long as the engine (see ``airlock.providers.embedded``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 
 from airlock.engine.llama_model import LlamaModel
@@ -27,24 +33,33 @@ from airlock.engine.settings import EngineSettings
 from airlock.engine.types import ChatJob, CompletionJob, EngineEvent
 from airlock.errors import ServiceUnavailableError
 
-__all__ = ["EmbeddedEngine"]
+__all__ = ["EmbeddedEngine", "ModelSource"]
+
+ModelSource = Callable[[], AbstractContextManager[Path]]
+"""Gives the GGUF path for the engine's lifetime (entered on start, exited on close)."""
 
 
 class EmbeddedEngine:
     def __init__(
         self,
-        model_path: Path,
+        model: Path | ModelSource,
         settings: EngineSettings | None = None,
         *,
         on_job_report: Callable[[JobReport], None] | None = None,
     ) -> None:
         """``on_job_report`` receives metadata per job on the worker thread (keep it cheap)."""
-        self._path = model_path
+        self._source: ModelSource
+        if isinstance(model, Path):
+            path = model
+            self._source = lambda: nullcontext(path)
+        else:
+            self._source = model
         self._settings = settings or EngineSettings()
         self._on_report = on_job_report
         self._model: LlamaModel | None = None
         self._planner: Planner | None = None
         self._scheduler: Scheduler | None = None
+        self._held = ExitStack()
 
     @property
     def model_id(self) -> str:
@@ -71,7 +86,7 @@ class EmbeddedEngine:
         """Load the model (off the event loop) and start the worker thread. Idempotent."""
         if self._scheduler is not None:
             return
-        model = await asyncio.to_thread(LlamaModel, self._path, self._settings)
+        model = await asyncio.to_thread(self._load)
         self._model = model
         self._planner = Planner(model)
         scheduler = Scheduler(
@@ -80,14 +95,26 @@ class EmbeddedEngine:
         scheduler.start()
         self._scheduler = scheduler
 
+    def _load(self) -> LlamaModel:
+        with ExitStack() as stack:
+            path = stack.enter_context(self._source())
+            model = LlamaModel(path, self._settings)
+            # Loaded: the source (e.g. a memfd with decrypted weights) now lives until aclose.
+            self._held.enter_context(stack.pop_all())
+            return model
+
     async def aclose(self) -> None:
-        """Cancel the running job, fail queued ones, stop the worker, free the model."""
+        """Cancel the running job, fail queued ones, stop the worker, free the model and
+        release its source."""
         scheduler, model = self._scheduler, self._model
         self._scheduler = self._planner = self._model = None
-        if scheduler is not None:
-            await asyncio.to_thread(scheduler.close)
-        if model is not None:
-            model.close()
+        try:
+            if scheduler is not None:
+                await asyncio.to_thread(scheduler.close)
+            if model is not None:
+                model.close()
+        finally:
+            self._held.close()
 
     # --- tokenizer access ---------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from airlock.engine.gbnf import Grammar
 from airlock.engine.types import SamplingParams
 
 __all__ = ["OutputMode", "Plan"]
@@ -25,6 +26,9 @@ class Plan:
     text_grammar: str | None = None
     # Grammar for the text after the first "<tool_call>\n" marker.
     tool_grammar: str | None = None
+    # The same two grammars read by airlock (for budget-aware closing); None when absent.
+    text_parse: Grammar | None = None
+    tool_parse: Grammar | None = None
     tool_names: tuple[str, ...] = ()
     marker_tokens: tuple[int, ...] = ()
     echo: str | None = None

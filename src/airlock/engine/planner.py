@@ -6,8 +6,12 @@ requests fail fast with a 4xx instead of waiting for their turn on the worker.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 
+from airlock.engine.gbnf import Grammar, GrammarSyntaxError
 from airlock.engine.json_grammar import GrammarBuilder, gbnf_literal
 from airlock.engine.llama_model import LlamaModel
 from airlock.engine.plan import OutputMode, Plan
@@ -25,11 +29,39 @@ from airlock.errors import BadRequestError, ContextLengthExceededError, Unsuppor
 
 __all__ = ["Planner"]
 
+_log = logging.getLogger(__name__)
+
+_PARSED_GRAMMARS_KEPT = 32
+"""Compiled grammars cached per planner (the generic JSON grammar is the common case)."""
+
 
 class Planner:
     def __init__(self, model: LlamaModel) -> None:
         self._model = model
         self._marker = tuple(model.tokenize(CALL_OPEN, add_bos=False))
+        # Plans are made on several threads at once (asyncio.to_thread).
+        self._parsed: OrderedDict[str, Grammar | None] = OrderedDict()
+        self._parsed_lock = threading.Lock()
+
+    def _parse(self, grammar: str | None) -> Grammar | None:
+        """The grammar as airlock reads it, for budget-aware closing (None: no closing)."""
+        if grammar is None:
+            return None
+        with self._parsed_lock:
+            if grammar in self._parsed:
+                self._parsed.move_to_end(grammar)
+                return self._parsed[grammar]
+        try:
+            parsed: Grammar | None = Grammar(grammar)
+        except GrammarSyntaxError as exc:
+            # A generator bug, not the caller's: decode without closing rather than fail.
+            _log.warning("grammar not readable for closing: %s", type(exc).__name__)
+            parsed = None
+        with self._parsed_lock:
+            self._parsed[grammar] = parsed
+            if len(self._parsed) > _PARSED_GRAMMARS_KEPT:
+                self._parsed.popitem(last=False)
+        return parsed
 
     def check_logit_bias(self, bias: Mapping[int, float] | None) -> None:
         """Reject token ids outside the vocabulary (param ``logit_bias``)."""
@@ -121,6 +153,8 @@ class Planner:
             mode=mode,
             text_grammar=text_grammar,
             tool_grammar=tool_grammar,
+            text_parse=self._parse(text_grammar),
+            tool_parse=self._parse(tool_grammar),
             tool_names=tuple(allowed),
             marker_tokens=self._marker,
         )

@@ -65,6 +65,7 @@ class Sampler:
         self._view = np.ctypeslib.as_array(self._data)
         self._ids = np.arange(n_vocab, dtype=np.int32)
         self._one = (llama_cpp.llama_token_data * 1)()
+        self._bias = {int(t): float(b) for t, b in (params.logit_bias or {}).items()}
         try:
             self._build(n_vocab, n_ctx, params)
             if grammar is not None:
@@ -127,13 +128,38 @@ class Sampler:
 
     def sample(self, ctx: Any) -> int:
         """Draw and accept a token from the logits of the last evaluated position."""
+        token = self.draw(ctx)
+        self.accept(token)
+        return token
+
+    def draw(self, ctx: Any) -> int:
+        """Draw a token the grammar allows, without recording it (see :meth:`accept`)."""
         token = self._draw(ctx, with_grammar=False)
+        if self._grammar is not None and not self._grammar_allows(token):
+            token = self._draw(ctx, with_grammar=True)
+        return token
+
+    def accept(self, token: int) -> None:
+        """Record ``token`` as written: it advances the grammar and the penalty history."""
         if self._grammar is not None:
-            if not self._grammar_allows(token):
-                token = self._draw(ctx, with_grammar=True)
             llama_cpp.llama_sampler_accept(self._grammar, token)
         llama_cpp.llama_sampler_accept(self._chain, token)
-        return token
+
+    def allows(self, token: int) -> bool:
+        """Whether the grammar (if any) lets ``token`` come next."""
+        return self._grammar is None or self._grammar_allows(token)
+
+    def likely(self, ctx: Any, k: int) -> list[int]:
+        """Up to ``k`` tokens the grammar allows, most likely first (raw logits plus
+        ``logit_bias``, so banned tokens stay banned)."""
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(ctx, -1), shape=(self._n_vocab,)
+        ).copy()
+        for token, bias in self._bias.items():
+            logits[token] += bias
+        top = np.argpartition(-logits, k)[:k]
+        top = top[np.argsort(-logits[top])]
+        return [int(t) for t in top if logits[t] > -1e30 and self.allows(int(t))]
 
     def close(self) -> None:
         if self._chain is not None:

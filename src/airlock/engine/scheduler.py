@@ -171,11 +171,21 @@ class Scheduler:
         started = time.monotonic()
         outcome: Outcome = "finished"
         completion = 0
+        # Finished is held back until the job's report is out, so a consumer that saw the end
+        # of its job can rely on the report having been delivered.
+        last: list[Finished] = []
+
+        def emit(event: EngineEvent) -> None:
+            if isinstance(event, Finished):
+                last.append(event)
+            else:
+                ticket.push(event)
+
         if ticket.cancelled():
             outcome = "cancelled"
         else:
             try:
-                result = generate(self._model, ticket.plan, ticket.cancelled, ticket.push)
+                result = generate(self._model, ticket.plan, ticket.cancelled, emit)
             except Exception as exc:  # noqa: BLE001 - forwarded to the waiting consumer
                 outcome = "failed"
                 # Only the exception type is logged: llama.cpp messages may quote input.
@@ -204,5 +214,9 @@ class Scheduler:
             run_seconds=time.monotonic() - started,
             tokens_after_cancel=after_cancel,
         )
-        if self._on_report is not None:
-            self._on_report(report)
+        try:
+            if self._on_report is not None:
+                self._on_report(report)
+        finally:
+            for event in last:
+                ticket.push(event)

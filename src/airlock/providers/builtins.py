@@ -64,6 +64,7 @@ def register(registry: ProviderRegistry) -> None:
 
 def _embedded_chat(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:
     from airlock.engine.settings import EngineSettings
+    from airlock.providers.embedded import SealedModel
 
     opts = dep.options
     settings = EngineSettings(
@@ -74,12 +75,18 @@ def _embedded_chat(dep: DeploymentConfig, model: ModelConfig, resources: Resourc
         max_queued_jobs=int(opts.get("max_queued_jobs", 256)),
     )
     model_path = opts.get("model_path")
+    sealed = SealedModel.from_options(opts, where=f"model '{model.name}' (provider embedded)")
 
     async def build() -> ChatEngine:
-        from airlock.engine.llama_engine import EmbeddedEngine
+        from airlock.engine.llama_engine import EmbeddedEngine, ModelSource
         from airlock.engine.model_files import smollm2_gguf
 
-        engine = EmbeddedEngine(Path(model_path) if model_path else smollm2_gguf(), settings)
+        source: Path | ModelSource
+        if sealed is not None:
+            source = sealed.source
+        else:
+            source = Path(model_path) if model_path else smollm2_gguf()
+        engine = EmbeddedEngine(source, settings)
         await engine.start()
         return engine
 
@@ -87,10 +94,11 @@ def _embedded_chat(dep: DeploymentConfig, model: ModelConfig, resources: Resourc
         from airlock.engine.llama_engine import EmbeddedEngine
 
         assert isinstance(engine, EmbeddedEngine)
+        # Frees the model, then closes the memfd holding a sealed model's plaintext.
         await engine.aclose()
 
     async def load() -> ChatEngine:
-        return await resources.shared(("llama", model_path, settings), build, close)
+        return await resources.shared(("llama", model_path, sealed, settings), build, close)
 
     return EmbeddedChatProvider(load)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Protocol
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import anyio
 
@@ -45,7 +48,62 @@ from airlock.protocol.responses import (
 from airlock.providers.base import CallContext, Capabilities, Provider
 from airlock.providers.embedded_jobs import chat_job, completion_job
 
-__all__ = ["ChatEngine", "EmbeddedChatProvider", "EmbeddedEmbeddingProvider"]
+__all__ = ["ChatEngine", "EmbeddedChatProvider", "EmbeddedEmbeddingProvider", "SealedModel"]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedModel:
+    """Deployment options ``sealed_model_path`` plus exactly one key source, named like the
+    seal CLI's flags: ``key_file``, ``key_env`` or ``key_command``.
+
+    :meth:`source` is a model source for
+    :class:`~airlock.engine.llama_engine.EmbeddedEngine`: it decrypts the sealed GGUF into a
+    ``memfd_create`` descriptor, never onto disk. The key is read when the engine starts
+    (so a key command runs then, not at config load); the memfd stays open while the engine
+    holds the model and is closed when the engine closes. Sealing errors keep their type
+    and name the file, never the key.
+    """
+
+    path: Path
+    key_kind: Literal["file", "env", "command"]
+    key_ref: str
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, where: str) -> SealedModel | None:
+        """None without ``sealed_model_path``; :class:`ConfigError` when options conflict."""
+        from airlock.config import ConfigError
+
+        kinds: list[tuple[Literal["file", "env", "command"], str]] = [
+            ("file", "key_file"),
+            ("env", "key_env"),
+            ("command", "key_command"),
+        ]
+        keys = [(kind, str(options[name])) for kind, name in kinds if options.get(name)]
+        path = options.get("sealed_model_path")
+        if not path:
+            if keys:
+                raise ConfigError(f"{where}: key_file/key_env/key_command need sealed_model_path")
+            return None
+        if options.get("model_path"):
+            raise ConfigError(f"{where}: give model_path or sealed_model_path, not both")
+        if len(keys) != 1:
+            raise ConfigError(
+                f"{where}: sealed_model_path needs exactly one of key_file, key_env, key_command"
+            )
+        return cls(Path(str(path)), keys[0][0], keys[0][1])
+
+    @contextlib.contextmanager
+    def source(self) -> Iterator[Path]:
+        from airlock.deploy.errors import SealError
+        from airlock.deploy.sealed import KekSource, load_kek, sealed_memfd_path
+
+        with contextlib.ExitStack() as stack:
+            try:
+                kek = load_kek(KekSource(self.key_kind, self.key_ref))
+                plain = stack.enter_context(sealed_memfd_path(self.path, kek))
+            except SealError as exc:
+                raise type(exc)(f"sealed model {str(self.path)!r}: {exc.message}") from exc
+            yield Path(plain)
 
 
 class ChatEngine(Protocol):
