@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
@@ -138,20 +137,12 @@ async def chat_completions(request: Request) -> Response:
         _check_provider(req, dep)
         sent, pz = outgoing(dep)
         call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
-        dep.in_flight += 1
-        try:
+        with dep.busy():
             answer = await dep.provider.chat(sent, call)
-        finally:
-            dep.in_flight -= 1
         return answer if pz is None else pz.restore_completion(answer)
 
     done = await gw.call(request, decision, attempt)
     result = done.value
-    ctx.first_token_at = time.perf_counter()
     result.model = done.deployment.model.name
-    if result.usage is not None:
-        ctx.prompt_tokens = result.usage.prompt_tokens
-        ctx.completion_tokens = result.usage.completion_tokens
-    if result.choices:
-        ctx.finish_reason = result.choices[0].finish_reason
+    ctx.answered(result)
     return json_response(result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
@@ -58,19 +57,11 @@ async def completions(request: Request) -> Response:
 
     async def attempt(dep: Deployment) -> Completion:
         call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
-        dep.in_flight += 1
-        try:
+        with dep.busy():
             return await dep.provider.completion(req, call)
-        finally:
-            dep.in_flight -= 1
 
     done = await gw.call(request, decision, attempt)
     result = done.value
-    ctx.first_token_at = time.perf_counter()
     result.model = done.deployment.model.name
-    if result.usage is not None:
-        ctx.prompt_tokens = result.usage.prompt_tokens
-        ctx.completion_tokens = result.usage.completion_tokens
-    if result.choices:
-        ctx.finish_reason = result.choices[0].finish_reason
+    ctx.answered(result)
     return json_response(result)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from airlock.access.limits import Reservation
 from airlock.access.principal import Principal
+from airlock.protocol.responses import ChatCompletion, Completion
 
 __all__ = ["RequestContext", "new_request_id", "sane_request_id"]
 
@@ -55,6 +56,15 @@ class RequestContext:
     error_type: str | None = None
     first_token_at: float | None = None
     unknown_fields: tuple[str, ...] = ()
+
+    def answered(self, result: ChatCompletion | Completion) -> None:
+        """Take the metadata of a complete (non-streamed) answer."""
+        self.first_token_at = time.perf_counter()
+        if result.usage is not None:
+            self.prompt_tokens = result.usage.prompt_tokens
+            self.completion_tokens = result.usage.completion_tokens
+        if result.choices:
+            self.finish_reason = result.choices[0].finish_reason
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 2)

@@ -33,11 +33,8 @@ async def embeddings(request: Request) -> Response:
 
     async def attempt(dep: Deployment) -> EmbeddingResponse:
         call = CallContext(request_id=ctx.request_id, model=dep.upstream_model)
-        dep.in_flight += 1
-        try:
+        with dep.busy():
             return await dep.provider.embed(req, call)
-        finally:
-            dep.in_flight -= 1
 
     done = await gw.call(request, decision, attempt)
     result = done.value

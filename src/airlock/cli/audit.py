@@ -11,6 +11,7 @@ from typing import Annotated, TextIO
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from airlock.cli._options import DbUrlOpt, HomeOpt
 from airlock.config import ConfigError, load_settings
 from airlock.ledger.db import DatabaseUrlError, resolve_db_url, resolve_home
 from airlock.ledger.migrate import open_migrated_engine
@@ -24,18 +25,6 @@ from airlock.privacy.audit.verify import VerifyResult, verify_both, verify_db, v
 
 __all__ = ["register"]
 
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="AIRLOCK_HOME", help="Data directory (default ./.airlock)."),
-]
-DbUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db-url",
-        envvar="AIRLOCK_DATABASE_URL",
-        help="Database URL (default: SQLite in the data directory).",
-    ),
-]
 _DB_ERRORS = (DatabaseUrlError, SQLAlchemyError, OSError, AuditError)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from airlock.access.keys import ApiKeyInfo, IssuedKey, KeySpec, KeyStore
 from airlock.access.principal import PrivacyPolicy
+from airlock.cli._options import DbUrlOpt, HomeOpt
 from airlock.errors import AirlockError
 from airlock.ledger.db import DatabaseUrlError, resolve_db_url
 from airlock.ledger.migrate import open_migrated_engine
@@ -24,18 +25,6 @@ __all__ = ["register"]
 
 _T = TypeVar("_T")
 
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="AIRLOCK_HOME", help="Data directory (default ./.airlock)."),
-]
-DbUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db-url",
-        envvar="AIRLOCK_DATABASE_URL",
-        help="Database URL (default: SQLite in the data directory).",
-    ),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from airlock.cli._options import DbUrlOpt, HomeOpt
 from airlock.ledger.db import DatabaseUrlError, make_engine, resolve_db_url
 from airlock.ledger.migrate import (
     current_revision,
@@ -24,19 +25,6 @@ from airlock.ledger.reports import GROUP_BY, Report, build_report
 from airlock.ledger.timeparse import parse_when
 
 __all__ = ["register"]
-
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="AIRLOCK_HOME", help="Data directory (default ./.airlock)."),
-]
-DbUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db-url",
-        envvar="AIRLOCK_DATABASE_URL",
-        help="Database URL (default: SQLite in the data directory).",
-    ),
-]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

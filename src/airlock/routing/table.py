@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -30,6 +31,15 @@ class Deployment:
     local: bool
     in_flight: int = 0
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count one non-streaming call as in flight on this deployment."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     async def track(self, stream: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         """Count ``stream`` as in flight on this deployment until it ends or is closed.
