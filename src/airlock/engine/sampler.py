@@ -128,6 +128,12 @@ class Sampler:
 
     def sample(self, ctx: Any) -> int:
         """Draw and accept a token from the logits of the last evaluated position."""
+        if self._grammar is None:
+            # The free-text hot path: llama.cpp builds the candidates from the last logits,
+            # applies the chain and accepts the token in one native call (exactly what
+            # ``draw`` + ``accept`` do), so the worker releases and re-takes the GIL once
+            # per token instead of around every ctypes call.
+            return int(llama_cpp.llama_sampler_sample(self._chain, ctx, -1))
         token = self.draw(ctx)
         self.accept(token)
         return token
