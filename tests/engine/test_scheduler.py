@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from typing import cast
 
 import pytest
 
 from airlock.engine.llama_engine import EmbeddedEngine
 from airlock.engine.model_files import smollm2_gguf
-from airlock.engine.scheduler import JobReport
+from airlock.engine.plan import Plan
+from airlock.engine.scheduler import JobReport, _Ticket
 from airlock.engine.settings import EngineSettings
 from airlock.engine.types import (
     ChatJob,
@@ -18,6 +21,7 @@ from airlock.engine.types import (
     Finished,
     SamplingParams,
     TextDelta,
+    ToolCallArgumentsDelta,
 )
 from airlock.errors import ServiceUnavailableError
 from tests.engine.helpers import collect
@@ -224,3 +228,61 @@ def test_full_queue_is_refused() -> None:
             await eng.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_lagging_consumer_gets_the_same_text_in_fewer_events(engine: EmbeddedEngine) -> None:
+    job = ChatJob(
+        (ChatTurn("user", "Describe a harbour at dawn."),),
+        SamplingParams(max_tokens=40, temperature=0.0, logit_bias={0: -100.0, 2: -100.0}),
+    )
+
+    async def lagging() -> list[object]:
+        events: list[object] = []
+        async for event in engine.stream_chat(job):
+            if not events:
+                # Block the event loop: the worker keeps generating and queueing meanwhile.
+                time.sleep(1.0)
+            events.append(event)
+        return events
+
+    keeping_up = asyncio.run(collect(engine, job))
+    slow = asyncio.run(lagging())
+    assert keeping_up.finished.completion_tokens == 40
+    assert slow[-1] == keeping_up.finished
+    texts = [e for e in slow if isinstance(e, TextDelta)]
+    assert "".join(t.text for t in texts) == keeping_up.text
+    # Tokens queued while the loop was blocked arrived merged, not one event each.
+    per_token = [e for e in keeping_up.events if isinstance(e, TextDelta)]
+    assert len(texts) < len(per_token)
+
+
+def test_ticket_hands_over_every_item_in_order_in_batches() -> None:
+    n = 3000
+
+    async def scenario() -> tuple[list[object], int]:
+        ticket = _Ticket(1, cast(Plan, None), asyncio.get_running_loop())
+
+        def produce() -> None:
+            for i in range(n):
+                ticket.push(ToolCallArgumentsDelta(index=0, delta=str(i)))
+                if i % 500 == 0:
+                    time.sleep(0.002)  # let the consumer catch up and wait again
+            ticket.push(Finished(finish_reason="stop", prompt_tokens=1, completion_tokens=n))
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        got: list[object] = []
+        batches = 0
+        while not got or not isinstance(got[-1], Finished):
+            got += await asyncio.wait_for(ticket.take(), timeout=10)
+            batches += 1
+        producer.join()
+        return got, batches
+
+    got, batches = asyncio.run(scenario())
+    assert [e.delta for e in got[:-1] if isinstance(e, ToolCallArgumentsDelta)] == [
+        str(i) for i in range(n)
+    ]
+    assert isinstance(got[-1], Finished)
+    # One wake-up carries many items when the producer is ahead.
+    assert batches < n // 10

@@ -2,14 +2,19 @@
 
 One thread runs every job, one at a time, in arrival order: llama.cpp calls never run on
 the event loop, and no request can starve another. Events cross back to the event loop
-with ``call_soon_threadsafe``; the worker polls each job's cancel flag before every token,
-so a consumer that goes away (``aclose()``, task cancellation on client disconnect) stops
-its generation within a token and frees the worker for the next job.
+through a per-job deque: the worker appends and wakes the loop (``call_soon_threadsafe``)
+only when no wake-up is already pending, and the consumer drains everything queued per
+wake-up, merging consecutive text deltas into one. A consumer that keeps up pays one
+wake-up per token; one that lags behind pays one per batch, not per token. The worker
+polls each job's cancel flag before every token, so a consumer that goes away
+(``aclose()``, task cancellation on client disconnect) stops its generation within a token
+and frees the worker for the next job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import queue
@@ -22,7 +27,7 @@ from typing import Literal
 from airlock.engine.generation import generate
 from airlock.engine.llama_model import LlamaModel
 from airlock.engine.plan import Plan
-from airlock.engine.types import EngineEvent, Finished
+from airlock.engine.types import EngineEvent, Finished, TextDelta
 from airlock.errors import AirlockError, InternalServerError, ServiceUnavailableError
 
 __all__ = ["JobReport", "Scheduler"]
@@ -56,7 +61,11 @@ class _Ticket:
         self.job_id = job_id
         self.plan = plan
         self.loop = loop
-        self.events: asyncio.Queue[EngineEvent | _Failure] = asyncio.Queue()
+        # Appended on the worker thread, popped on the loop (deque ends are thread-safe).
+        self._items: collections.deque[EngineEvent | _Failure] = collections.deque()
+        # Set by the worker when it schedules a wake-up, cleared on the loop when it runs.
+        self._wake_pending = False
+        self._waiter: asyncio.Future[None] | None = None
         self.enqueued_at = time.monotonic()
         self._cancel = threading.Event()
         self.cancel_reason: AirlockError | None = None
@@ -77,11 +86,37 @@ class _Ticket:
         return self._cancel.is_set()
 
     def push(self, item: EngineEvent | _Failure) -> None:
+        """Queue ``item`` for the consumer (any thread; in practice the worker)."""
+        self._items.append(item)
+        # The item is queued before the flag is read: a pending wake-up has not yet run its
+        # flag reset, so the consumer it wakes (or that is already awake) will see the item.
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+            self.loop.call_soon_threadsafe(self._wake)
         except RuntimeError:
             # The consumer's event loop is closed: nobody is listening any more.
             self.cancel()
+
+    def _wake(self) -> None:
+        # On the loop. Reset first: anything pushed from here on schedules a new wake-up.
+        self._wake_pending = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[EngineEvent | _Failure]:
+        """Everything queued so far, in order; waits until there is at least one item."""
+        while not self._items:
+            waiter = self.loop.create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        # A snapshot of the length: the worker may append while we pop.
+        return [self._items.popleft() for _ in range(len(self._items))]
 
 
 class Scheduler:
@@ -124,11 +159,11 @@ class Scheduler:
         finished = False
         try:
             while not finished:
-                item = await ticket.events.get()
-                if isinstance(item, _Failure):
-                    raise item.error
-                finished = isinstance(item, Finished)
-                yield item
+                for item in _merge_text(await ticket.take()):
+                    if isinstance(item, _Failure):
+                        raise item.error
+                    finished = isinstance(item, Finished)
+                    yield item
         finally:
             if not finished:
                 # aclose(), task cancellation or an error: stop generating for nobody.
@@ -220,3 +255,18 @@ class Scheduler:
         finally:
             for event in last:
                 ticket.push(event)
+
+
+def _merge_text(items: list[EngineEvent | _Failure]) -> list[EngineEvent | _Failure]:
+    """Join runs of text deltas: a consumer that fell behind catches up with one event
+    (one SSE chunk, one socket write) instead of one per token."""
+    if len(items) < 2:
+        return items
+    out: list[EngineEvent | _Failure] = []
+    for item in items:
+        last = out[-1] if out else None
+        if isinstance(item, TextDelta) and isinstance(last, TextDelta):
+            out[-1] = TextDelta(last.text + item.text)
+        else:
+            out.append(item)
+    return out
