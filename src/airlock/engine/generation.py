@@ -55,13 +55,20 @@ class GenerationResult:
     finish_reason: FinishReason | None  # None when cancelled
 
 
+def _no_wake() -> None:
+    return None
+
+
 def generate(
     model: LlamaModel,
     plan: Plan,
     cancelled: Callable[[], bool],
     emit: Callable[[EngineEvent], None],
+    wake: Callable[[], None] = _no_wake,
 ) -> GenerationResult:
-    return _Run(model, plan, cancelled, emit).run()
+    """Run ``plan``; ``emit`` may hold events back until ``wake``, which is called right
+    before every decode (and the caller delivers whatever is left once this returns)."""
+    return _Run(model, plan, cancelled, emit, wake).run()
 
 
 class _Run:
@@ -71,11 +78,13 @@ class _Run:
         plan: Plan,
         cancelled: Callable[[], bool],
         emit: Callable[[EngineEvent], None],
+        wake: Callable[[], None],
     ) -> None:
         self._model = model
         self._plan = plan
         self._cancelled = cancelled
         self._emit = emit
+        self._wake = wake
         self._stop = StopFilter(plan.sampling.stop)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._parser = ToolCallParser(plan.tool_names)
@@ -192,7 +201,7 @@ class _Run:
                 if self._stop.stopped:
                     return self._finish("stop")
                 if self._completion < plan.max_new_tokens:
-                    self._model.eval([token])
+                    self._model.eval([token], before_decode=self._wake)
         finally:
             sampler.close()
 
@@ -200,7 +209,7 @@ class _Run:
         """Write the canonical call marker after the prompt, as if the model had."""
         prompt_len = len(self._plan.prompt_tokens)
         self._model.truncate(prompt_len)
-        self._model.eval(self._plan.marker_tokens)
+        self._model.eval(self._plan.marker_tokens, before_decode=self._wake)
         # The marker is scaffolding, not visible output: completion tokens count only what the
         # model produces after it (tokens discarded by the roll-back are not counted either).
         self._completion = 0

@@ -100,8 +100,31 @@ class LlamaModel:
         """Forget everything after the first ``n_tokens`` positions."""
         self._llama.n_tokens = n_tokens
 
-    def eval(self, tokens: Sequence[int]) -> None:
-        self._llama.eval(tokens)
+    def eval(
+        self, tokens: Sequence[int], *, before_decode: Callable[[], None] | None = None
+    ) -> None:
+        """Evaluate ``tokens`` (at most one batch when ``before_decode`` is given).
+
+        ``before_decode`` runs right before ``llama_decode``, after the last other
+        GIL-releasing call. The scheduler wakes the event loop there: the loop's per-token
+        burst then runs while decode holds no GIL. Woken earlier, the loop takes the GIL at
+        the worker's next small ctypes call (``Llama.eval`` trims the KV cache first) and
+        the worker waits out the whole burst before it can start decoding.
+        """
+        llama = self._llama
+        if before_decode is None or len(tokens) > self.n_batch:
+            if before_decode is not None:
+                before_decode()
+            llama.eval(tokens)
+            return
+        # Llama.eval's body for one batch without logits_all (what this class loads).
+        n_past = llama.n_tokens
+        llama._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llama._batch.set_batch(batch=tokens, n_past=n_past, logits_all=False)
+        before_decode()
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[n_past : n_past + len(tokens)] = tokens
+        llama.n_tokens += len(tokens)
 
     def load_prompt(self, tokens: Sequence[int], cancelled: Callable[[], bool]) -> bool:
         """Evaluate a prompt, reusing the cached prefix; False if cancelled part-way."""

@@ -85,12 +85,18 @@ class _Ticket:
         self.polls += 1
         return self._cancel.is_set()
 
-    def push(self, item: EngineEvent | _Failure) -> None:
-        """Queue ``item`` for the consumer (any thread; in practice the worker)."""
+    def push(self, item: EngineEvent | _Failure, *, wake: bool = True) -> None:
+        """Queue ``item`` for the consumer (any thread; in practice the worker). With
+        ``wake=False`` the consumer sees it at the next :meth:`wake` (or waking push)."""
         self._items.append(item)
-        # The item is queued before the flag is read: a pending wake-up has not yet run its
-        # flag reset, so the consumer it wakes (or that is already awake) will see the item.
-        if self._wake_pending:
+        if wake:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the consumer if anything is queued and no wake-up is pending."""
+        # Items are queued before the flag is read: a pending wake-up has not yet run its
+        # flag reset, so the consumer it wakes (or that is already awake) will see them.
+        if self._wake_pending or not self._items:
             return
         self._wake_pending = True
         try:
@@ -214,13 +220,15 @@ class Scheduler:
             if isinstance(event, Finished):
                 last.append(event)
             else:
-                ticket.push(event)
+                # Delivered by generate's wake-up right before the next decode (or by the
+                # pushes below once the job ends): see LlamaModel.eval.
+                ticket.push(event, wake=False)
 
         if ticket.cancelled():
             outcome = "cancelled"
         else:
             try:
-                result = generate(self._model, ticket.plan, ticket.cancelled, emit)
+                result = generate(self._model, ticket.plan, ticket.cancelled, emit, ticket.wake)
             except Exception as exc:  # noqa: BLE001 - forwarded to the waiting consumer
                 outcome = "failed"
                 # Only the exception type is logged: llama.cpp messages may quote input.
@@ -255,6 +263,7 @@ class Scheduler:
         finally:
             for event in last:
                 ticket.push(event)
+            ticket.wake()  # events still held back (a cancelled job's last text, say)
 
 
 def _merge_text(items: list[EngineEvent | _Failure]) -> list[EngineEvent | _Failure]:
