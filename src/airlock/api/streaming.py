@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
 import anyio
+import orjson
 from starlette.responses import StreamingResponse
 
 from airlock.api.context import RequestContext
@@ -15,12 +16,76 @@ from airlock.api.responses import SSE_DONE, sse_event, sse_response
 from airlock.errors import AirlockError, InternalServerError
 from airlock.protocol.responses import ChatCompletionChunk, Completion
 
-__all__ = ["open_stream", "relay_stream"]
+__all__ = ["TextChunkEncoder", "open_stream", "relay_stream"]
 
 _log = logging.getLogger("airlock.stream")
 
 
 C = TypeVar("C", ChatCompletionChunk, Completion)
+
+_TEXT_SUFFIX = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+
+class TextChunkEncoder:
+    """The SSE event of a plain text-delta chat chunk, without pydantic serialisation.
+
+    Most events of a stream carry one choice with only ``delta.content``. Their bytes
+    are a prefix that is fixed for the stream (id, created, model, choice index), the
+    JSON string of the text, and a fixed suffix: exactly what ``model_dump_json`` writes.
+    Every other chunk (role, tool calls, finish, usage, extra fields) gives None and goes
+    through :func:`sse_event`.
+    """
+
+    __slots__ = ("_key", "_prefix")
+
+    def __init__(self) -> None:
+        self._key: tuple[str, int, str, int] | None = None
+        self._prefix = b""
+
+    def encode(self, chunk: object) -> bytes | None:
+        if (
+            type(chunk) is not ChatCompletionChunk
+            or chunk.usage is not None
+            or chunk.system_fingerprint is not None
+            or chunk.__pydantic_extra__
+            or len(chunk.choices) != 1
+        ):
+            return None
+        choice = chunk.choices[0]
+        delta = choice.delta
+        text = delta.content
+        if (
+            text is None
+            or choice.finish_reason is not None
+            or choice.logprobs is not None
+            or choice.__pydantic_extra__
+            or delta.role is not None
+            or delta.refusal is not None
+            or delta.tool_calls is not None
+            or delta.__pydantic_extra__
+        ):
+            return None
+        key = (chunk.id, chunk.created, chunk.model, choice.index)
+        if key != self._key:
+            self._prefix = b"".join(
+                (
+                    b'data: {"id":',
+                    orjson.dumps(chunk.id),
+                    b',"object":"chat.completion.chunk","created":',
+                    orjson.dumps(chunk.created),
+                    b',"model":',
+                    orjson.dumps(chunk.model),
+                    b',"choices":[{"index":',
+                    orjson.dumps(choice.index),
+                    b',"delta":{"content":',
+                )
+            )
+            self._key = key
+        try:
+            body = orjson.dumps(text)
+        except orjson.JSONEncodeError:
+            return None  # a lone surrogate: leave it to pydantic's rules
+        return self._prefix + body + _TEXT_SUFFIX
 
 
 async def open_stream(stream: AsyncGenerator[C, None]) -> tuple[C | None, AsyncGenerator[C, None]]:
@@ -49,6 +114,7 @@ def relay_stream(
 ) -> StreamingResponse:
     """Send ``first`` and the rest of ``stream`` as server-sent events."""
     ctx.first_token_at = time.perf_counter()
+    encoder = TextChunkEncoder()
 
     def accept(chunk: C) -> bytes | None:
         chunk.model = public_model
@@ -60,7 +126,7 @@ def relay_stream(
             ctx.completion_tokens = chunk.usage.completion_tokens
             if not chunk.choices and not include_usage:
                 return None
-        return sse_event(chunk)
+        return encoder.encode(chunk) or sse_event(chunk)
 
     async def events() -> AsyncIterator[bytes]:
         try:
