@@ -1,9 +1,10 @@
 """Decision latency of the complexity scorer (target: p99 < 1 ms at 2,000 characters).
 
-Usage: .venv/bin/python bench/router_scorer.py [--data CSV] [--n 5000]
+Usage: .venv/bin/python bench/router_scorer.py [--data CSV] [--n 5000] [--free-form]
 Prompts are real RouteLLM prompts repeated/cut to exactly 2,000 characters (or a
 synthetic mix when no data file is given). Prints load time and p50/p90/p99/max of
-`score` and `explain`.
+`score` and `explain`. `--free-form` keeps only prompts without lettered options: the
+worst case, since only free-form prompts also run the prior rules.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from airlock.routing.scorer import ComplexityScorer
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/routellm/train.csv"
 
 
-def _prompts(data: Path | None, n: int, length: int) -> list[str]:
+def _prompts(data: Path | None, n: int, length: int, free_form: bool) -> list[str]:
     if data is not None and data.exists():
         with data.open(encoding="utf-8", newline="") as handle:
             base = [row["prompt"] for row in csv.DictReader(handle)]
+        if free_form:
+            base = [p for p in base if "\nA." not in p]
     else:
         base = [
             "Janet has 16 eggs; she eats 3 and bakes with 4. How many dollars at $2 each?",
@@ -53,12 +56,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--length", type=int, default=2000)
+    parser.add_argument("--free-form", action="store_true", help="free-form prompts only")
     args = parser.parse_args()
 
     start = time.perf_counter()
     scorer = ComplexityScorer.load()
     print(f"load packaged weights: {(time.perf_counter() - start) * 1e3:.1f} ms")
-    prompts = _prompts(args.data, args.n, args.length)
+    prompts = _prompts(args.data, args.n, args.length, args.free_form)
     for text in prompts[:200]:  # warm-up
         scorer.score(text)
     for name, fn in (("score", scorer.score), ("explain", scorer.explain)):

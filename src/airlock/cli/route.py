@@ -17,8 +17,10 @@ from airlock.routing.evaluation import (
     SPLIT_TRAIN_FRACTION,
     PlotUnavailableError,
     SplitName,
+    evaluate_labelled,
     evaluate_routers,
     file_sha256,
+    load_labelled_csv,
     load_routing_csv,
     plot_reports,
     render_text,
@@ -162,6 +164,33 @@ def eval_router(
         typer.echo(render_text(reports), nl=False)
 
 
+def eval_router_labelled(
+    prompts: Annotated[
+        Path, typer.Option(help="CSV with columns prompt and expected (weak|strong).")
+    ],
+    scorer: Annotated[
+        str, typer.Option(help=f"'{BUILTIN}' (packaged weights) or a weight file path.")
+    ] = BUILTIN,
+    strong_share: Annotated[
+        float, typer.Option(help="Configured share of strong calls.", min=0.0, max=1.0)
+    ] = 0.3,
+    threshold: Annotated[
+        float | None, typer.Option(help="Explicit score threshold (wins over the share).")
+    ] = None,
+) -> None:
+    """Share sent strong and agreement with hand labels, at the configured threshold."""
+    try:
+        complexity, _ = _load_scorer(scorer)
+        rows = load_labelled_csv(prompts)
+    except AirlockError as exc:
+        raise _fail(exc.message) from exc
+    cut = (
+        threshold if threshold is not None else complexity.threshold_for_strong_share(strong_share)
+    )
+    typer.echo(evaluate_labelled(rows, complexity.score, cut).render(), nl=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("train-router")(train_router)
     app.command("eval-router")(eval_router)
+    app.command("eval-router-labelled")(eval_router_labelled)

@@ -11,6 +11,7 @@ from ._data import (
     prompt_hash,
     split_rows,
 )
+from ._labelled import LabelledPrompt, LabelledReport, evaluate_labelled, load_labelled_csv
 from ._metrics import RouterCurve, apgr, cpt, expected_random_curve, router_curve
 from ._plot import PlotUnavailableError, plot_reports
 from ._report import (
@@ -33,6 +34,8 @@ __all__ = [
     "SPLIT_SALT",
     "SPLIT_TRAIN_FRACTION",
     "DataFileError",
+    "LabelledPrompt",
+    "LabelledReport",
     "PlotUnavailableError",
     "RouterCurve",
     "RouterMetrics",
@@ -41,9 +44,11 @@ __all__ = [
     "SubsetReport",
     "apgr",
     "cpt",
+    "evaluate_labelled",
     "evaluate_routers",
     "expected_random_curve",
     "file_sha256",
+    "load_labelled_csv",
     "load_routing_csv",
     "plot_reports",
     "prompt_hash",

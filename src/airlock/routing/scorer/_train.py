@@ -4,8 +4,11 @@ Per segment (multiple-choice / free-form prompts) a ridge regression on standard
 features predicts the routing gain strong_correct - weak_correct, the quantity a
 router should rank by. A one-dimensional logistic fit (Platt scaling) on out-of-fold
 predictions then maps that linear score to P(weak wrong and strong right), so the
-final model is an ordinary logistic model with a probability as its output.
-Out-of-fold scores (folds by prompt hash) also feed the quality side of calibration.
+final model is an ordinary logistic model with a probability as its output. The
+quantiles of each segment's training logits are stored so the scorer can turn a logit
+into a within-family rank; the calibration is computed on those ranks after the prior
+rules (`_rules`), i.e. on exactly what `ComplexityScorer.score` returns. Out-of-fold
+scores (folds by prompt hash) feed the quality side of calibration.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import numpy.typing as npt
 
 from ._calibration import build_calibration
 from ._features import DEFAULT_MAX_CHARS, SEGMENTS, FeatureExtractor
+from ._rules import InstructionRules, RuleMatch, apply_rule
 from ._weights import ScorerWeights, Segment
 
 __all__ = ["TrainingOptions", "out_of_fold_scores", "train_scorer"]
 
 FloatArray = npt.NDArray[np.float64]
 _MIN_SLOPE = 1e-3
+_RANK_POINTS = 201
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class _Data:
     gain: FloatArray
     needs: FloatArray
     fold: npt.NDArray[np.int64]
+    rules: tuple[RuleMatch | None, ...]
 
 
 def _fold_of(prompt: str, folds: int) -> int:
@@ -70,6 +76,7 @@ def _prepare(
         raise ValueError("weak and strong must be 0/1")
     extractor = FeatureExtractor(max_chars=opt.max_chars)
     feats = [extractor.extract(p) for p in prompts]
+    rules = InstructionRules()
     return _Data(
         dense=np.asarray([f.dense for f in feats], dtype=np.float64),
         segment=np.asarray([f.segment for f in feats]),
@@ -78,6 +85,10 @@ def _prepare(
         gain=s - w,
         needs=((w == 0.0) & (s == 1.0)).astype(np.float64),
         fold=np.asarray([_fold_of(p, opt.folds) for p in prompts], dtype=np.int64),
+        rules=tuple(
+            rules.match(p) if f.segment == SEGMENTS[1] else None
+            for p, f in zip(prompts, feats, strict=True)
+        ),
     )
 
 
@@ -182,6 +193,28 @@ def _calibrators(data: _Data, oof: FloatArray) -> dict[str, tuple[float, float]]
     return result
 
 
+def _rank_quantiles(logits: FloatArray, data: _Data) -> dict[str, FloatArray]:
+    """Per segment, quantiles of its rows' logits (all rows' for an empty segment)."""
+    levels = np.linspace(0.0, 1.0, _RANK_POINTS)
+    out: dict[str, FloatArray] = {}
+    for name in SEGMENTS:
+        mask = data.segment == name
+        values = logits[mask] if mask.any() else logits
+        out[name] = np.asarray(np.quantile(values, levels), dtype=np.float64)
+    return out
+
+
+def _routing_scores(logits: FloatArray, data: _Data) -> FloatArray:
+    """What the scorer returns for each row: within-segment rank, then the prior rules."""
+    quantiles = _rank_quantiles(logits, data)
+    levels = np.linspace(0.0, 1.0, _RANK_POINTS)
+    ranks = np.empty_like(logits)
+    for name, q in quantiles.items():
+        mask = data.segment == name
+        ranks[mask] = np.interp(logits[mask], q, levels)
+    return np.asarray([apply_rule(float(r), m) for r, m in zip(ranks, data.rules, strict=True)])
+
+
 def out_of_fold_scores(
     prompts: Sequence[str],
     weak: Sequence[int],
@@ -215,6 +248,7 @@ def train_scorer(
             means=model.means,
             scales=model.scales,
             coef=platt[name][0] * model.coef,
+            rank_logits=np.zeros(2),  # filled in below, from these very weights
         )
         for name, model in models.items()
     }
@@ -224,6 +258,10 @@ def train_scorer(
         everything,
         opt.clip,
     )
+    ranks = _rank_quantiles(final_logit, data)
+    segments = {
+        n: Segment(s.intercept, s.means, s.scales, s.coef, ranks[n]) for n, s in segments.items()
+    }
     oof_logit = np.array(
         [platt[seg][0] * v + platt[seg][1] for seg, v in zip(data.segment, oof, strict=True)]
     )
@@ -232,13 +270,18 @@ def train_scorer(
     info["rows"] = int(data.gain.size)
     info["segment_rows"] = {n: int((data.segment == n).sum()) for n in SEGMENTS}
     info["target"] = "ridge on strong - weak, Platt-scaled to P(weak wrong and strong right)"
+    info["score"] = "rank of the logit within its segment's training prompts, then prior rules"
+    info["rule_rows"] = {
+        label: sum(1 for m in data.rules if m is not None and m.label == label)
+        for label in sorted({m.label for m in data.rules if m is not None})
+    }
     return ScorerWeights(
         segments=segments,
         max_chars=opt.max_chars,
         clip=opt.clip,
         calibration=build_calibration(
-            1.0 / (1.0 + np.exp(-final_logit)),
-            1.0 / (1.0 + np.exp(-oof_logit)),
+            _routing_scores(final_logit, data),
+            _routing_scores(oof_logit, data),
             data.weak,
             data.strong,
         ),

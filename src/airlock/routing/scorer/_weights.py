@@ -1,9 +1,10 @@
 """The scorer's weight file: a JSON document produced by `airlock train-router`.
 
 Two linear segments (multiple-choice prompts and free-form prompts), each a logistic
-model over standardised dense features. Loading validates everything once at start-up
-and raises `WeightsFileError` naming the file and the bad field; the hot path then
-trusts the arrays.
+model over standardised dense features plus the quantiles of its training prompts'
+logits (which turn a logit into the prompt's rank within its family). Loading
+validates everything once at start-up and raises `WeightsFileError` naming the file
+and the bad field; the hot path then trusts the arrays.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "airlock-complexity-scorer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class WeightsFileError(InternalServerError):
@@ -46,12 +47,26 @@ class WeightsFileError(InternalServerError):
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """logit = intercept + sum(coef * clip((x - means) / scales, ±clip))."""
+    """logit = intercept + sum(coef * clip((x - means) / scales, ±clip)).
+
+    `rank_logits[i]` is the i/(n-1) quantile of the logits of this segment's training
+    prompts: interpolating a logit in it gives the prompt's rank within its family.
+    """
 
     intercept: float
     means: npt.NDArray[np.float64]
     scales: npt.NDArray[np.float64]
     coef: npt.NDArray[np.float64]
+    rank_logits: npt.NDArray[np.float64]
+    _levels: npt.NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the hot path only interpolates.
+        object.__setattr__(self, "_levels", np.linspace(0.0, 1.0, self.rank_logits.size))
+
+    def rank(self, logit: float) -> float:
+        """Share of this segment's training prompts with a lower logit, in [0, 1]."""
+        return float(np.interp(logit, self.rank_logits, self._levels))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +77,7 @@ class Segment:
                     DENSE_FEATURES, self.means, self.scales, self.coef, strict=True
                 )
             ],
+            "rank_logits": [float(v) for v in self.rank_logits],
         }
 
 
@@ -118,11 +134,15 @@ def _segment(doc: object, where: str) -> Segment:
     if any(s <= 0.0 for s in scales):
         raise ValueError(f"every {at}[].scale must be > 0")
     coef = [_number(f.get("weight"), f"{at}[{i}].weight") for i, f in enumerate(features)]
+    ranks = np.asarray(_numbers(doc.get("rank_logits"), f"{where}.rank_logits"))
+    if ranks.size < 2 or np.any(np.diff(ranks) < 0):
+        raise ValueError(f"{where}.rank_logits must hold at least two non-decreasing numbers")
     return Segment(
         intercept=_number(doc.get("intercept"), f"{where}.intercept"),
         means=np.asarray(means, dtype=np.float64),
         scales=np.asarray(scales, dtype=np.float64),
         coef=np.asarray(coef, dtype=np.float64),
+        rank_logits=ranks.astype(np.float64),
     )
 
 
@@ -132,7 +152,10 @@ def _parse(doc: object) -> ScorerWeights:
     if doc.get("format") != FORMAT_NAME:
         raise ValueError(f"'format' must be '{FORMAT_NAME}'")
     if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported 'version' (this airlock reads version {FORMAT_VERSION})")
+        raise ValueError(
+            f"unsupported 'version' (this airlock reads version {FORMAT_VERSION}; "
+            "retrain older files with `airlock train-router`)"
+        )
     if doc.get("model") != "segmented-logistic":
         raise ValueError("'model' must be 'segmented-logistic'")
     raw_segments = doc.get("segments")
