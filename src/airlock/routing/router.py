@@ -188,7 +188,7 @@ class Router:
         auto = self._config.auto
         if auto.threshold is not None:
             return auto.threshold
-        # The scorer's calibration (measured on held-out data) maps the configured share
+        # The scorer's calibration (from its training split) maps the configured share
         # of strong calls to a score threshold; without one, scores are taken at face value.
         calibrate = getattr(self._scorer, "threshold_for_strong_share", None)
         if callable(calibrate):
