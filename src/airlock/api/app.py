@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -115,7 +116,15 @@ def create_app(settings: Settings, registry: ProviderRegistry | None = None) -> 
                 started_at=int(time.time()),
             )
             _log.info("ready", extra={"models": [e.name for e in table.all()]})
-            yield
+            try:
+                yield
+            finally:
+                # Requests the server cancelled at its grace timeout are metered only
+                # now: wait for them before the ledger closes.
+                with anyio.move_on_after(15) as waited:
+                    await services.meter.drain()
+                if waited.cancelled_caught:
+                    _log.error("meter_drain_timeout", extra={"unmetered": services.meter.unmetered})
         # Closed in reverse: models first, then the ledger flushes every queued record.
         _log.info("stopped")
 

@@ -8,6 +8,7 @@ writer, which hash-chains it into the audit trail in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -103,10 +104,40 @@ class Meter:
         self._limiter = limiter
         self._budgets = budgets
         self._observers = observers
+        # Requests begun and not yet metered; shutdown waits for them (see ``drain``).
+        self._open = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        """A request has started; ``finish`` must follow, whatever happens to it."""
+        self._open += 1
+        self._idle.clear()
+
+    @property
+    def unmetered(self) -> int:
+        return self._open
+
+    async def drain(self) -> None:
+        """Wait until every begun request is metered, before the ledger closes.
+
+        At shutdown the server cancels requests that outlived its grace period; their
+        metering runs only after that, and must still reach the ledger (invariant 4).
+        """
+        await self._idle.wait()
 
     async def finish(self, ctx: RequestContext) -> None:
         """Settle limits and budgets and write the record. Never raises: the response
         is already out; failures are logged with metadata only."""
+        try:
+            await self._finish(ctx)
+        finally:
+            self._open -= 1
+            if self._open <= 0:
+                self._open = 0
+                self._idle.set()
+
+    async def _finish(self, ctx: RequestContext) -> None:
         for observe in self._observers:
             observe(ctx)
         if ctx.reservation is not None:

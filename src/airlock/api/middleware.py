@@ -37,6 +37,8 @@ class RequestContextMiddleware:
             path=scope["path"],
         )
         scope.setdefault("state", {})["ctx"] = ctx
+        if gateway is not None:
+            gateway.services.meter.begin()
         started = False
 
         async def send_with_id(message: Message) -> None:
