@@ -73,7 +73,7 @@ from airlock.providers.anthropic_translate import (
 from airlock.providers.base import CallContext, Capabilities, Provider
 from airlock.providers.http import no_cookies
 from airlock.providers.resources import Resources
-from airlock.providers.sse import SseEvent, iter_sse
+from airlock.providers.sse import SseEvent, drain, iter_sse
 from airlock.providers.upstream_errors import from_exception, from_response
 
 __all__ = [
@@ -326,7 +326,7 @@ class AnthropicProvider(Provider):
                         got_first = True
                         yield chunk
                     if translator.done:
-                        await _drain(events, end)
+                        await drain(events, end)
                         return
             except TimeoutError:
                 raise self._timed_out(first_token=not got_first and first_by < end) from None
@@ -362,13 +362,6 @@ class AnthropicProvider(Provider):
             return translator.feed(str(kind), payload)
         except ValueError:  # includes pydantic's ValidationError
             raise from_exception(ValueError(), self._name) from None
-
-
-async def _drain(events: AsyncGenerator[SseEvent, None], end: float) -> None:
-    """Read what follows ``message_stop`` (the end of the body) so the connection is reused."""
-    with anyio.move_on_after(min(1.0, max(0.0, end - anyio.current_time()))):
-        async for _ in events:
-            pass
 
 
 def anthropic(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:

@@ -26,7 +26,7 @@ from airlock.providers.base import CallContext, Capabilities, Provider
 from airlock.providers.client_pool import ClientPool
 from airlock.providers.http import no_cookies
 from airlock.providers.resources import Resources
-from airlock.providers.sse import SseEvent, iter_sse
+from airlock.providers.sse import SseEvent, drain, iter_sse
 from airlock.providers.upstream_errors import from_exception, from_response
 
 __all__ = ["OpenAICompatibleProvider", "openai_compatible"]
@@ -226,7 +226,7 @@ class OpenAICompatibleProvider(Provider):
                     if event is None:
                         break
                     if event.data == "[DONE]":
-                        await _drain(events, end)
+                        await drain(events, end)
                         return
                     if event.event == "error" or event.data.startswith('{"error"'):
                         raise from_response(502, resp.headers, event.data.encode(), self._name)
@@ -269,13 +269,6 @@ class OpenAICompatibleProvider(Provider):
 
     async def embed(self, req: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
         return await self._post("/embeddings", req, ctx, EmbeddingResponse)
-
-
-async def _drain(events: AsyncGenerator[SseEvent, None], end: float) -> None:
-    """Read what follows ``[DONE]`` (the end of the body) so the connection is reused."""
-    with anyio.move_on_after(min(1.0, max(0.0, end - anyio.current_time()))):
-        async for _ in events:
-            pass
 
 
 def openai_compatible(dep: DeploymentConfig, model: ModelConfig, resources: Resources) -> Provider:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+import anyio
 import httpx
 
-__all__ = ["SseEvent", "iter_sse"]
+__all__ = ["SseEvent", "drain", "iter_sse"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +37,11 @@ async def iter_sse(response: httpx.Response) -> AsyncGenerator[SseEvent, None]:
             event = value
     if data:
         yield SseEvent(event, "\n".join(data))
+
+
+async def drain(events: AsyncGenerator[SseEvent, None], end: float) -> None:
+    """Read what follows the stream's last event (the end of the body, briefly, never
+    past ``end``) so the connection goes back to the pool and is reused."""
+    with anyio.move_on_after(min(1.0, max(0.0, end - anyio.current_time()))):
+        async for _ in events:
+            pass
