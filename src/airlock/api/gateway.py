@@ -174,7 +174,9 @@ class Gateway:
         ctx.tier = dep.model.tier
         ctx.provider = dep.config.provider
         ctx.served_model = dep.model.name
-        if dep.model is not decision.model.config:
+        if dep.model is not decision.candidates[0].model:
+            # The router's own first choice (perhaps already a fallback for context or
+            # policy) failed; another model in the chain served.
             ctx.route_reason = "fallback:down"
         if ctx.sensitive and dep.model.tier != "self-hosted":
             ctx.route_reason = "policy:pseudonymize"
