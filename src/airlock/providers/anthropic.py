@@ -74,7 +74,7 @@ from airlock.providers.base import CallContext, Capabilities, Provider
 from airlock.providers.http import no_cookies
 from airlock.providers.resources import Resources
 from airlock.providers.sse import SseEvent, drain, iter_sse
-from airlock.providers.upstream_errors import from_exception, from_response
+from airlock.providers.upstream_errors import error_object, from_exception, from_response
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -118,12 +118,8 @@ class UpstreamOverloadedError(UpstreamError):
 
 def _error_info(body: bytes) -> tuple[str | None, str | None]:
     """Anthropic's error type and ``details.error_code``, if they are known identifiers."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, None
-    err = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(err, dict):
+    err = error_object(body)
+    if err is None:
         return None, None
     kind = err.get("type")
     details = err.get("details")

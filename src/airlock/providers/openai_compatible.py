@@ -29,12 +29,14 @@ from airlock.providers.resources import Resources
 from airlock.providers.sse import SseEvent, drain, iter_sse
 from airlock.providers.upstream_errors import from_exception, from_response
 
-__all__ = ["OpenAICompatibleProvider", "openai_compatible"]
+__all__ = ["OpenAICompatibleProvider", "model_capabilities", "openai_compatible"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _capabilities(model: ModelConfig) -> Capabilities:
+def model_capabilities(model: ModelConfig) -> Capabilities:
+    """What an OpenAI-compatible upstream can do for ``model``: what its config declares
+    (vLLM's structured output takes a schema wherever it takes JSON mode)."""
     caps = model.capabilities
     return Capabilities(
         chat="chat" in caps,
@@ -50,7 +52,7 @@ class OpenAICompatibleProvider(Provider):
     def __init__(self, deployment: DeploymentConfig, model: ModelConfig, name: str) -> None:
         if not deployment.base_url:
             raise ValueError(f"deployment '{name}' needs a base_url")
-        self.capabilities = _capabilities(model)
+        self.capabilities = model_capabilities(model)
         self._name = name
         self._config = deployment
         self._pool: ClientPool | None = None

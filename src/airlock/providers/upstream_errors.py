@@ -7,6 +7,7 @@ ever taken from them: ``code`` and ``param``, and only values on OpenAI's own li
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import httpx
 import orjson
@@ -17,6 +18,7 @@ from airlock.protocol.vocabulary import OPENAI_ERROR_CODES, known_param_path
 __all__ = [
     "DeploymentBusyError",
     "UpstreamRateLimitedError",
+    "error_object",
     "from_exception",
     "from_response",
     "retry_after_seconds",
@@ -66,13 +68,20 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
         return None  # HTTP-date form: treated as "no hint"
 
 
-def _safe_fields(body: bytes) -> tuple[str | None, str | None]:
+def error_object(body: bytes) -> dict[str, Any] | None:
+    """The ``error`` object of an upstream's JSON error body, if it has one. Read only
+    for the few fields callers check against closed lists, never to be passed on."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None, None
+        return None
     err = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(err, dict):
+    return err if isinstance(err, dict) else None
+
+
+def _safe_fields(body: bytes) -> tuple[str | None, str | None]:
+    err = error_object(body)
+    if err is None:
         return None, None
     code, param = err.get("code"), err.get("param")
     # Closed lists only: an upstream may put the caller's text into either field.

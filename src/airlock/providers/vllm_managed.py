@@ -73,8 +73,8 @@ from airlock.protocol.responses import (
     Completion,
     EmbeddingResponse,
 )
-from airlock.providers.base import CallContext, Capabilities, Provider
-from airlock.providers.openai_compatible import OpenAICompatibleProvider
+from airlock.providers.base import CallContext, Provider
+from airlock.providers.openai_compatible import OpenAICompatibleProvider, model_capabilities
 from airlock.providers.resources import Resources
 
 __all__ = [
@@ -132,19 +132,6 @@ class VllmManagedOptions(BaseModel):
         )
 
 
-def _capabilities(model: ModelConfig) -> Capabilities:
-    caps = model.capabilities
-    return Capabilities(
-        chat="chat" in caps,
-        completions="completions" in caps,
-        embeddings="embeddings" in caps,
-        tools="tools" in caps,
-        json_mode="json_mode" in caps,
-        # vLLM's structured output takes a schema wherever it takes JSON mode.
-        json_schema="json_mode" in caps,
-    )
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_LOOPBACK, 0))
@@ -175,7 +162,7 @@ class VllmManagedProvider(Provider):
         options: VllmManagedOptions,
         home: Path,
     ) -> None:
-        self.capabilities = _capabilities(model)
+        self.capabilities = model_capabilities(model)
         self._deployment = deployment
         self._model = model
         self._name = name
