@@ -146,7 +146,7 @@ class Router:
         return cost <= req.max_cost_usd
 
     def _choose_auto(
-        self, req: RouteRequest, principal: Principal
+        self, req: RouteRequest, principal: Principal, score: float | None = None
     ) -> tuple[ModelEntry, str, float]:
         pool = [
             e
@@ -157,7 +157,8 @@ class Router:
         ]
         if not pool:
             raise self._nothing_compliant(req, principal)
-        score = self._scorer.score(req.text) if self._scorer is not None else 0.0
+        if score is None:
+            score = self._scorer.score(req.text) if self._scorer is not None else 0.0
         threshold = self.threshold
         cheapest_local = sorted(
             (e for e in pool if e.config.tier == "self-hosted"),
@@ -219,7 +220,7 @@ class Router:
     def route(self, req: RouteRequest, principal: Principal) -> RouteDecision:
         if req.model == AUTO:
             entry, reason, score = self._choose_auto(req, principal)
-            if req.sensitive and self._choice_without_policy(req, principal) is not entry:
+            if req.sensitive and self._choice_without_policy(req, principal, score) is not entry:
                 reason = "policy:sensitive"
         else:
             found = self._table.lookup(req.model)
@@ -247,10 +248,13 @@ class Router:
             reason = "fallback:context" if not self._fits(entry, req) else "fallback:policy"
         return RouteDecision(entry, tuple(candidates), reason, score, key)
 
-    def _choice_without_policy(self, req: RouteRequest, principal: Principal) -> ModelEntry | None:
-        """What ``auto`` would pick were the request not sensitive (for the reason)."""
+    def _choice_without_policy(
+        self, req: RouteRequest, principal: Principal, score: float
+    ) -> ModelEntry | None:
+        """What ``auto`` would pick were the request not sensitive (for the reason); the
+        prompt is not scored again."""
         try:
-            return self._choose_auto(replace(req, sensitive=False), principal)[0]
+            return self._choose_auto(replace(req, sensitive=False), principal, score)[0]
         except (PolicyViolationError, ServiceUnavailableError):
             return None
 
