@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 if TYPE_CHECKING:
     import openai
@@ -176,10 +176,14 @@ def _prepare(
     return kwargs, call
 
 
-class LoggedStream:
-    """An ``openai.Stream`` of chat chunks that logs its call's metadata when it ends."""
+S = TypeVar("S")
 
-    def __init__(self, stream: openai.Stream[ChatCompletionChunk], call: _Call) -> None:
+
+class _LoggedStreamBase(Generic[S]):
+    """What the sync and async logged streams share: the wrapped stream, its call's
+    metadata, and attribute pass-through."""
+
+    def __init__(self, stream: S, call: _Call) -> None:
         self._stream = stream
         self._call = call
 
@@ -189,13 +193,17 @@ class LoggedStream:
         return self._call.server_request_id or self._call.request_id
 
     @property
-    def stream(self) -> openai.Stream[ChatCompletionChunk]:
+    def stream(self) -> S:
         return self._stream
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._stream, name)
+
+
+class LoggedStream(_LoggedStreamBase["openai.Stream[ChatCompletionChunk]"]):
+    """An ``openai.Stream`` of chat chunks that logs its call's metadata when it ends."""
 
     def __iter__(self) -> LoggedStream:
         return self
@@ -228,25 +236,8 @@ class LoggedStream:
         self.close()
 
 
-class LoggedAsyncStream:
+class LoggedAsyncStream(_LoggedStreamBase["openai.AsyncStream[ChatCompletionChunk]"]):
     """An ``openai.AsyncStream`` of chat chunks that logs its call's metadata when it ends."""
-
-    def __init__(self, stream: openai.AsyncStream[ChatCompletionChunk], call: _Call) -> None:
-        self._stream = stream
-        self._call = call
-
-    @property
-    def request_id(self) -> str:
-        return self._call.server_request_id or self._call.request_id
-
-    @property
-    def stream(self) -> openai.AsyncStream[ChatCompletionChunk]:
-        return self._stream
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
 
     def __aiter__(self) -> LoggedAsyncStream:
         return self
