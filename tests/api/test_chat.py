@@ -131,8 +131,17 @@ def test_stop_sequence_is_not_emitted(client: openai.OpenAI) -> None:
 def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
     args = {"model": MODEL, "messages": HELLO, "max_tokens": 16, "temperature": 1.0, "seed": 42}
     a = client.chat.completions.create(**args)  # type: ignore[call-overload]
+    # Whatever the engine's KV cache holds before (the same prompt, another prompt, the
+    # same prompt unseeded), the seeded draw is the same.
     b = client.chat.completions.create(**args)  # type: ignore[call-overload]
-    assert a.choices[0].message.content == b.choices[0].message.content
+    client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=3
+    )
+    c = client.chat.completions.create(**args)  # type: ignore[call-overload]
+    client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=3)
+    d = client.chat.completions.create(**args)  # type: ignore[call-overload]
+    texts = {r.choices[0].message.content for r in (a, b, c, d)}
+    assert len(texts) == 1, texts
 
 
 def test_unknown_fields_are_ignored(client: openai.OpenAI) -> None:

@@ -152,7 +152,9 @@ class _Run:
 
     def run(self) -> GenerationResult:
         plan = self._plan
-        if not self._model.load_prompt(plan.prompt_tokens, self._cancelled):
+        # A seeded or greedy request must give the same text every time: no cached prefix.
+        reuse = plan.sampling.seed is None and plan.sampling.temperature > 0
+        if not self._model.load_prompt(plan.prompt_tokens, self._cancelled, reuse_prefix=reuse):
             return GenerationResult(0, None)
         if plan.echo:
             self._emit(TextDelta(plan.echo))

@@ -126,14 +126,24 @@ class LlamaModel:
         llama.input_ids[n_past : n_past + len(tokens)] = tokens
         llama.n_tokens += len(tokens)
 
-    def load_prompt(self, tokens: Sequence[int], cancelled: Callable[[], bool]) -> bool:
-        """Evaluate a prompt, reusing the cached prefix; False if cancelled part-way."""
-        cached = self._llama.input_ids[: self.n_past].tolist()
+    def load_prompt(
+        self, tokens: Sequence[int], cancelled: Callable[[], bool], *, reuse_prefix: bool = True
+    ) -> bool:
+        """Evaluate a prompt, reusing the cached prefix; False if cancelled part-way.
+
+        ``reuse_prefix=False`` evaluates it from position 0 in the same batches every
+        time, for requests that must be repeatable. A reused prefix was computed in other
+        batches (generated tokens one at a time), and llama.cpp's kernels for a batch of
+        one and for a large batch round differently: logits move by up to about 1, enough
+        to change a greedy choice or a seeded draw a few tokens later.
+        """
         common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
+        if reuse_prefix:
+            cached = self._llama.input_ids[: self.n_past].tolist()
+            for a, b in zip(cached, tokens, strict=False):
+                if a != b:
+                    break
+                common += 1
         # Re-evaluate at least the last prompt token: its logits are what we sample from.
         common = min(common, len(tokens) - 1)
         self.truncate(common)
