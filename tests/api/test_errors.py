@@ -74,6 +74,25 @@ def _error(resp: httpx.Response, status: int) -> dict[str, object]:
             "stop",
             "at most 4",
         ),
+        # Booleans are not guessed from strings or numbers ("yes" is not true).
+        (
+            b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], '
+            b'"stream": "yes"}',
+            "stream",
+            "valid boolean",
+        ),
+        (
+            b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], '
+            b'"stream": true, "stream_options": {"include_usage": 1}}',
+            "stream_options.include_usage",
+            "valid boolean",
+        ),
+        (
+            b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], '
+            b'"parallel_tool_calls": "false"}',
+            "parallel_tool_calls",
+            "valid boolean",
+        ),
         (
             b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], '
             b'"logit_bias": {"abc": 1}}',
@@ -145,6 +164,14 @@ def test_embeddings_bad_input(gateway: GatewayProcess) -> None:
     assert "input" in str(err["param"])
     err = _error(_post(gateway, "/v1/embeddings", b'{"model": "smollm2", "input": "x"}'), 400)
     assert err["param"] == "model"
+
+
+def test_completions_booleans_are_strict(gateway: GatewayProcess) -> None:
+    for field in (b'"echo": "no"', b'"stream": 0'):
+        body = b'{"model": "smollm2", "prompt": "x", ' + field + b"}"
+        err = _error(_post(gateway, "/v1/completions", body), 400)
+        assert err["param"] == field.split(b'"')[1].decode()
+        assert "valid boolean" in str(err["message"])
 
 
 def test_chat_on_embedding_model_is_refused(gateway: GatewayProcess) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from airlock.protocol.common import (
     LogitBias,
@@ -93,7 +93,7 @@ class FunctionDefinition(_Open):
     name: Annotated[str, Field(pattern=_NAME_PATTERN)]
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class FunctionTool(_Open):
@@ -117,7 +117,7 @@ class JsonSchemaSpec(_Open):
     name: Annotated[str, Field(pattern=_NAME_PATTERN)]
     description: str | None = None
     schema_: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -147,7 +147,7 @@ class ChatCompletionRequest(RequestModel):
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
     logit_bias: LogitBias = None
-    logprobs: bool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -155,13 +155,13 @@ class ChatCompletionRequest(RequestModel):
     response_format: ResponseFormatParam | None = None
     seed: int | None = None
     stop: StopParam = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoiceParam | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     user: str | None = None
 
     @model_validator(mode="after")

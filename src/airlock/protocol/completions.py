@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from airlock.protocol.common import (
     LogitBias,
@@ -23,7 +23,7 @@ class CompletionRequest(RequestModel):
     model: str
     prompt: PromptParam
     best_of: Annotated[int, Field(ge=0, le=20)] | None = None
-    echo: bool | None = None
+    echo: StrictBool | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
     logit_bias: LogitBias = None
@@ -32,7 +32,7 @@ class CompletionRequest(RequestModel):
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     seed: int | None = None
     stop: StopParam = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     suffix: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
