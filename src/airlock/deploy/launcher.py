@@ -19,28 +19,42 @@ SIGTERM, and SIGKILL after a grace period.
 The model directory comes from a :data:`~airlock.deploy.vllm_env.ModelDirSource`: it is
 entered before the first launch and exited after the last stop, so sealed weights can
 be decrypted into a memory-backed directory that lives exactly as long as the child.
+
+The value types (:mod:`._launcher_types`) and the OS helpers (:mod:`._launcher_os`)
+live in private modules; import the public names from here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import enum
-import os
 import signal
-import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+# Under its old private name too: tests import it from here to run in a subprocess.
+from airlock.deploy._launcher_os import die_with_parent as _die_with_parent
+from airlock.deploy._launcher_os import (
+    host_for_url,
+    port_is_free,
+    signal_group,
+    wait_group_gone,
+)
+from airlock.deploy._launcher_types import (
+    EventSink,
+    LaunchEvent,
+    SupervisorPolicy,
+    VllmChildSpec,
+    VllmLaunchError,
+    VllmState,
+    spec_env_for_cpu,
+)
 from airlock.deploy.launcher_flags import VllmCommand, build_command
 from airlock.deploy.launcher_metrics import in_flight_from_metrics
-from airlock.deploy.vllm_env import ModelDirSource, VllmEnv, find_vllm_env
-from airlock.errors import ServiceUnavailableError
+from airlock.deploy.vllm_env import VllmEnv, find_vllm_env
 
 __all__ = [
     "EventSink",
@@ -54,103 +68,10 @@ __all__ = [
 ]
 
 
-# How long to wait for a SIGKILLed process group to disappear (zombies are reaped by init).
-_GROUP_EXIT_WAIT = 10.0
-
-
-class VllmLaunchError(ServiceUnavailableError):
-    """The vLLM child could not be started or kept running (metadata-only message)."""
-
-    default_code = "vllm_launch_failed"
-
-
-class VllmState(enum.StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    READY = "ready"
-    RESTARTING = "restarting"
-    DRAINING = "draining"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class VllmChildSpec:
-    """What to run. ``engine_args`` are the planner's flags (or its full command line)."""
-
-    model: ModelDirSource
-    port: int
-    log_path: Path
-    host: str = "127.0.0.1"
-    served_model_name: str = "smollm2-135m-instruct"
-    engine_args: tuple[str, ...] = ()
-    api_key: str | None = field(default=None, repr=False)
-    #: Extra child environment, e.g. ``VLLM_CPU_KVCACHE_SPACE`` or ``VLLM_CPU_OMP_THREADS_BIND``.
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SupervisorPolicy:
-    """Timing of health checks, restarts and shutdown (seconds)."""
-
-    health_timeout: float = 900.0
-    health_interval: float = 1.0
-    probe_interval: float = 5.0
-    probe_failures: int = 3
-    backoff_initial: float = 1.0
-    backoff_factor: float = 2.0
-    backoff_max: float = 60.0
-    stable_after: float = 120.0
-    max_restarts: int | None = None
-    drain_timeout: float = 30.0
-    stop_timeout: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.backoff_initial <= 0 or self.backoff_factor < 1 or self.backoff_max <= 0:
-            raise ValueError("backoff must be positive and non-decreasing")
-        if self.health_timeout <= 0 or self.health_interval <= 0 or self.probe_interval <= 0:
-            raise ValueError("health timings must be positive")
-        if self.probe_failures < 1:
-            raise ValueError("probe_failures must be at least 1")
-        if self.max_restarts is not None and self.max_restarts < 0:
-            raise ValueError("max_restarts must be >= 0")
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchEvent:
-    """Progress and lifecycle notifications (for displays and logs; metadata only)."""
-
-    #: spawned | waiting | ready | exited | unhealthy | backoff | failed | draining | stopped
-    kind: str
-    attempt: int
-    elapsed: float
-    pid: int | None = None
-    exit_code: int | None = None
-    delay: float | None = None
-    in_flight: int | None = None
-
-
-EventSink = Callable[[LaunchEvent], None]
-
-
 class _ChildExited(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(f"exit code {code}")
         self.code = code
-
-
-def _host_for_url(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class VllmProcess:
@@ -188,7 +109,7 @@ class VllmProcess:
 
     @property
     def root_url(self) -> str:
-        return f"http://{_host_for_url(self._spec.host)}:{self._spec.port}"
+        return f"http://{host_for_url(self._spec.host)}:{self._spec.port}"
 
     @property
     def base_url(self) -> str:
@@ -321,7 +242,7 @@ class VllmProcess:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         assert self._command is not None
-        if not _port_is_free(self._spec.host, self._spec.port):
+        if not port_is_free(self._spec.host, self._spec.port):
             raise VllmLaunchError(f"port {self._spec.port} on {self._spec.host} is already in use")
         self._attempt += 1
         try:
@@ -475,7 +396,7 @@ class VllmProcess:
         if proc is None or proc.returncode is not None:
             await self._kill_group()
             return
-        self._signal_group(proc.pid, signal.SIGTERM)
+        signal_group(proc.pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), self._policy.stop_timeout)
         await self._kill_group()
@@ -489,45 +410,7 @@ class VllmProcess:
         proc = self._proc
         if proc is None:
             return
-        self._signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         if proc.returncode is None:
             await proc.wait()
-        deadline = time.monotonic() + _GROUP_EXIT_WAIT
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
-            except PermissionError:  # the pgid was reused by someone else's group
-                return
-            await asyncio.sleep(0.02)
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
-
-
-def spec_env_for_cpu(
-    *, kvcache_gb: int | None = None, threads_bind: str | None = None
-) -> dict[str, str]:
-    """Child environment for vLLM's CPU backend (KV cache size, OpenMP core binding)."""
-    env: dict[str, str] = {}
-    if kvcache_gb is not None:
-        if kvcache_gb < 1:
-            raise ValueError("kvcache_gb must be >= 1")
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(kvcache_gb)
-    if threads_bind is not None:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = threads_bind
-    return env
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to send SIGTERM when the parent dies, so a
-    killed gateway never leaves a vLLM server holding the GPU (and its port)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        await wait_group_gone(proc.pid)

@@ -1,52 +1,37 @@
-"""Read a LiteLLM proxy ``config.yaml`` as an airlock configuration.
+"""The LiteLLM -> airlock mapping, section by section (``model_list``, routing settings).
 
-Only the common subset of LiteLLM's format is imported (see docs/config.md, "Importing
-a LiteLLM config"). Anything airlock would not honour is never dropped silently: every
-such key path is listed in one :class:`~airlock.config.ConfigError`, and the operator
-either removes it or acknowledges it in a top-level ``airlock_ignore`` list.
-
-Error messages name key paths and provider names only, never values: LiteLLM files
-often hold literal secrets (``api_key``, ``master_key``, ``redis_password``…).
+Each LiteLLM ``model_list`` entry is one replica; entries sharing a ``model_name`` merge
+into one airlock model with several deployments. Problems and unsupported keys go to
+:class:`~airlock.litellm_config._findings.Findings`, which this converter extends.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from airlock.config import ConfigError
-
-__all__ = ["convert_litellm", "looks_like_litellm"]
-
-# LiteLLM provider prefix -> airlock provider type.
-_PROVIDERS: Mapping[str, str] = MappingProxyType(
-    {
-        **dict.fromkeys(
-            ("openai", "hosted_vllm", "vllm", "openai_like", "custom_openai"), "openai-compatible"
-        ),
-        "anthropic": "anthropic",
-    }
+from airlock.litellm_config._derive import (
+    MODES,
+    OPENAI_API,
+    PROVIDERS,
+    anthropic_root,
+    capabilities,
+    derived_tier,
 )
-# Providers whose requests always end at a third party's API, whatever api_base says.
-_FRONTIER_PROVIDERS = frozenset({"anthropic"})
-_OPENAI_API = "https://api.openai.com/v1"
+from airlock.litellm_config._findings import Findings
+
+__all__ = ["Converter"]
+
 # Values LiteLLM users write where a local server needs no key (vLLM without --api-key).
 _NO_KEY = frozenset({"", "none", "null", "empty", "fake-key", "fake-api-key", "dummy", "no-key"})
 _ENV_REF = "os.environ/"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 _TIERS = ("self-hosted", "frontier")
-# Host names that only resolve inside the operator's own network.
-_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".svc")
-# A single-label host (Compose/Kubernetes service, "localhost") and IPv6 unique-local.
-_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
-_ULA = ipaddress.IPv6Network("fc00::/7")
 _DEFAULT_REGION = "default"
 
 # The keys airlock reads; anything else is reported as unsupported.
@@ -63,31 +48,8 @@ _INFO_KEYS = _PRICE_KEYS | frozenset(
 )
 _ROUTER_KEYS = frozenset({"fallbacks", "num_retries", "cooldown_time"})
 _LITELLM_KEYS = frozenset({"fallbacks", "num_retries"})
-_MODES: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "chat": frozenset({"chat", "completions", "tools", "json_mode"}),
-        "completion": frozenset({"completions"}),
-        "embedding": frozenset({"embeddings"}),
-    }
-)
 # airlock's max_attempts is capped at 10 (first try + 9 retries).
 _MAX_RETRIES = 9
-
-
-def looks_like_litellm(data: Mapping[str, Any]) -> bool:
-    """A LiteLLM proxy config: it has LiteLLM's top-level ``model_list``."""
-    return "model_list" in data
-
-
-def convert_litellm(data: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The airlock config dict (validated later by ``AppConfig``) for a LiteLLM config.
-
-    Raises ConfigError listing every problem and every unsupported key path at once.
-    """
-    conv = _Converter()
-    out = conv.run(data)
-    conv.raise_if_failed(source)
-    return out
 
 
 @dataclass
@@ -101,47 +63,8 @@ class _Entry:
     model: dict[str, Any]
 
 
-@dataclass
-class _Converter:
-    ignore: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    unsupported: list[str] = field(default_factory=list)
-    used_ignores: set[str] = field(default_factory=set)
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def not_supported(self, path: str) -> None:
-        hits = [entry for entry in self.ignore if _covers(entry, path)]
-        if hits:
-            self.used_ignores.update(hits)
-        else:
-            self.unsupported.append(path)
-
-    def extra_keys(self, section: Mapping[str, Any], path: str, known: frozenset[str]) -> None:
-        for key in section:
-            if key not in known:
-                self.not_supported(f"{path}.{key}" if path else str(key))
-
-    def raise_if_failed(self, source: str) -> None:
-        for entry in self.ignore:
-            if entry not in self.used_ignores:
-                self.problem("airlock_ignore", f"'{entry}' matches no unsupported key")
-        if not self.problems and not self.unsupported:
-            return
-        lines = [f"LiteLLM config {source} cannot be imported as it is:"]
-        lines += [f"  {p}" for p in self.problems]
-        if self.unsupported:
-            lines.append("keys airlock does not support (it would not honour them):")
-            lines += [f"  {p}" for p in self.unsupported]
-            suggested = list(dict.fromkeys(_generalise(p) for p in self.unsupported))
-            lines.append(
-                "remove them, or, where ignoring them is acceptable, acknowledge them "
-                "with a top-level list:"
-            )
-            lines.append("  airlock_ignore:")
-            lines += [f'    - "{p}"' for p in suggested]
-        raise ConfigError("\n".join(lines))
+class Converter(Findings):
+    """Maps one LiteLLM config to an airlock config dict, collecting what it cannot."""
 
     def run(self, data: Mapping[str, Any]) -> dict[str, Any]:
         self.ignore = self.ignore_list(data.get("airlock_ignore"))
@@ -159,14 +82,6 @@ class _Converter:
         if routing:
             out["routing"] = routing
         return out
-
-    def ignore_list(self, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.problem("airlock_ignore", "must be a list of key paths")
-            return []
-        return list(dict.fromkeys(value))
 
     def models(self, model_list: Any) -> list[dict[str, Any]]:
         if not isinstance(model_list, list) or not model_list:
@@ -218,17 +133,17 @@ class _Converter:
         if target is None:
             return None, model
         litellm_provider, upstream = target
-        provider = _PROVIDERS[litellm_provider]
+        provider = PROVIDERS[litellm_provider]
         dep: dict[str, Any] = {"provider": provider, "upstream_model": upstream}
         if litellm_provider == "openai" and api_base is None:
-            api_base = _OPENAI_API
+            api_base = OPENAI_API
             # Like LiteLLM, the OpenAI API's key defaults to the usual variable.
             if params.get("api_key") is None:
                 key_env = "OPENAI_API_KEY"
         if api_base is None and provider == "openai-compatible":
             self.problem(f"{p}.api_base", f"is required for {litellm_provider}/ models")
         if api_base is not None:
-            dep["base_url"] = _anthropic_root(api_base) if provider == "anthropic" else api_base
+            dep["base_url"] = anthropic_root(api_base) if provider == "anthropic" else api_base
         if key_env is not None:
             dep["api_key_env"] = key_env
         timeouts = self.timeouts(params, p)
@@ -240,10 +155,10 @@ class _Converter:
                 dep["max_concurrency"] = n
         self.model_info(info, f"{path}.model_info", dep, model)
         self.prices(params, p, model)
-        derived = _derived_tier(litellm_provider, api_base)
+        derived = derived_tier(litellm_provider, api_base)
         model.setdefault("tier", derived)
         if "capabilities" not in model:
-            model["capabilities"] = _capabilities("chat", provider, info)
+            model["capabilities"] = capabilities("chat", provider, info)
         return dep, model
 
     def target(self, params: Mapping[str, Any], p: str) -> tuple[str, str] | None:
@@ -267,11 +182,11 @@ class _Converter:
                 "OpenAI-compatible server) or anthropic/<model>",
             )
             return None
-        if provider not in _PROVIDERS:
+        if provider not in PROVIDERS:
             self.problem(
                 f"{p}.model",
                 f"provider '{provider}' is not supported; airlock imports "
-                f"{', '.join(p + '/' for p in _PROVIDERS)} models (an OpenAI-compatible API "
+                f"{', '.join(p + '/' for p in PROVIDERS)} models (an OpenAI-compatible API "
                 "can be written as openai/<model> with its api_base)",
             )
             return None
@@ -359,10 +274,10 @@ class _Converter:
             else:
                 self.problem(f"{path}.id", "must be a non-empty string")
         mode = info.get("mode", "chat")
-        if not isinstance(mode, str) or mode not in _MODES:
-            self.problem(f"{path}.mode", f"must be one of {', '.join(_MODES)}")
+        if not isinstance(mode, str) or mode not in MODES:
+            self.problem(f"{path}.mode", f"must be one of {', '.join(MODES)}")
         else:
-            model["capabilities"] = _capabilities(mode, dep["provider"], info)
+            model["capabilities"] = capabilities(mode, dep["provider"], info)
         for flag in ("supports_function_calling", "supports_response_schema"):
             if flag in info and not isinstance(info[flag], bool):
                 self.problem(f"{path}.{flag}", "must be true or false")
@@ -465,21 +380,6 @@ class _Converter:
                 else:
                     out[str(model)] = list(chain)
 
-    def number(self, value: Any, path: str, minimum: float | None = None) -> float | None:
-        if value is None:
-            return None
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and math.isfinite(value) and (value >= minimum if minimum is not None else value > 0):
-            return float(value)
-        self.problem(path, "must be a number" + (" >= 0" if minimum is not None else " > 0"))
-        return None
-
-    def integer(self, value: Any, path: str, minimum: int) -> int | None:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-            return value
-        self.problem(path, f"must be an integer >= {minimum}")
-        return None
-
 
 _MODEL_FIELD: Mapping[str, str] = MappingProxyType(
     {
@@ -491,62 +391,6 @@ _MODEL_FIELD: Mapping[str, str] = MappingProxyType(
         "quality": "airlock_quality",
     }
 )
-
-
-def _capabilities(mode: str, provider: str, info: Mapping[str, Any]) -> frozenset[str]:
-    caps = set(_MODES[mode])
-    if info.get("supports_function_calling") is False:
-        caps.discard("tools")
-    if info.get("supports_response_schema") is False:
-        caps.discard("json_mode")
-    if provider == "anthropic":
-        # Anthropic's API has no legacy text-completions endpoint.
-        caps.discard("completions")
-    return frozenset(caps)
-
-
-def _derived_tier(litellm_provider: str, api_base: str | None) -> str:
-    """self-hosted only when the endpoint is provably on the operator's own network.
-
-    Misfiling a private server as frontier only keeps sensitive requests away from it
-    (fix with model_info.airlock_tier); misfiling a public API as self-hosted would let
-    sensitive requests leave, so every doubtful case is frontier.
-    """
-    if litellm_provider in _FRONTIER_PROVIDERS or api_base is None:
-        return "frontier"
-    host = (urlsplit(api_base).hostname or "").lower().rstrip(".")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        # A single label must start with a letter: "134744072" is 8.8.8.8 to resolvers.
-        private = bool(_SERVICE_NAME.match(host)) or host.endswith(_PRIVATE_SUFFIXES)
-    else:
-        if isinstance(ip, ipaddress.IPv6Address):
-            # Python 3.11 calls ::ffff:8.8.8.8 private; judge the IPv4 address inside.
-            ip = ip.ipv4_mapped or ip
-        if isinstance(ip, ipaddress.IPv6Address):
-            private = ip.is_loopback or ip.is_link_local or ip in _ULA
-        else:
-            private = ip.is_loopback or ip.is_private or ip.is_link_local
-    return "self-hosted" if private else "frontier"
-
-
-def _anthropic_root(api_base: str) -> str:
-    """LiteLLM accepts the full messages URL; airlock's provider wants the API root."""
-    return api_base.rstrip("/").removesuffix("/v1/messages").removesuffix("/v1")
-
-
-def _generalise(path: str) -> str:
-    """``model_list[3].litellm_params.rpm`` -> ``model_list[*].litellm_params.rpm``."""
-    return re.sub(r"\[\d+\]", "[*]", path)
-
-
-def _covers(entry: str, path: str) -> bool:
-    """Does an airlock_ignore entry name ``path`` or a section containing it?"""
-    for candidate in (path, _generalise(path)):
-        if candidate == entry or candidate.startswith((entry + ".", entry + "[")):
-            return True
-    return False
 
 
 def _sorted(value: Any) -> Any:
