@@ -4,16 +4,28 @@
 ``insufficient_quota``) a request whose estimated cost would take the period's spend
 above a hard budget; ``BudgetGuard.record`` adds the real cost afterwards.
 
-Spend is counted in integer nano-dollars (1e-9 USD), so sums are exact and the edge
-"spend + cost == budget" is allowed while one nano-dollar more is not. Checks and
-records are separate steps: requests of one principal that run concurrently may
-together overshoot a budget by at most their own estimated costs.
+Spend is counted in integer nano-dollars, so the edge "spend + cost == budget" is
+allowed while one nano-dollar more is not. Checks and records are separate steps:
+requests of one principal that run concurrently may together overshoot a budget by at
+most their own estimated costs.
 
-Stores: ``MemorySpendStore`` (one process) and ``RedisSpendStore`` (replicas; keys
-``{prefix}budget:{<principal id>}:day:YYYY-MM-DD`` and ``…:month:YYYY-MM`` updated
-with INCRBY, expiring a day after their period). When a period's counter does not
-exist yet, it is seeded once from ``load_spend(principal_id, period_start)`` (e.g.
-the usage ledger), so a restart does not forget what was already spent.
+The counters live in a ``SpendStore`` (:mod:`airlock.access.spend_store`). When a
+period's counter does not exist (a new period, or the store lost it), it is seeded from
+``load_spend(principal_id, period_start)`` (e.g. the usage ledger), so a restart does
+not forget what was already spent.
+
+Spend that ``record`` cannot add while the store is unreachable is kept in memory per
+counter (at most ``pending_limit`` counters) and re-applied at the start of a later
+``check`` or ``record`` once the store answers again; while it does not, that is
+tried at most once per ``retry_interval_s``. Pending spend of a period that has ended
+is dropped: its counter no longer decides anything. When the counter no longer exists
+at re-apply time (Redis restarted empty, or the key expired), the pending amount is
+dropped instead of added: the next use seeds the counter from the ledger, whose rows
+do not depend on the store and already hold that cost, so adding it too would count
+it twice (without ``load_spend`` nothing seeds, so it is added). One window remains
+across replicas: if another replica seeds the counter again before this one
+re-applies, that amount is counted twice; the error is bounded by what was lost and
+errs towards refusing.
 """
 
 from __future__ import annotations
@@ -21,15 +33,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from datetime import UTC, datetime
 
 from airlock.access.principal import Principal
+from airlock.access.spend_store import (
+    BudgetPeriod,
+    MemorySpendStore,
+    Period,
+    RedisSpendStore,
+    SpendStore,
+    periods_at,
+    to_nanos,
+    usd,
+)
 from airlock.errors import InsufficientQuotaError, ServiceUnavailableError
 
 __all__ = [
@@ -46,183 +65,31 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-Period = Literal["day", "month"]
 LoadSpend = Callable[[str, datetime], Awaitable[float]]
-
-_NANOS_PER_USD = 1_000_000_000
-_KEY_GRACE = timedelta(days=1)
+_Key = tuple[str, Period, str]
 
 
-def to_nanos(usd: float) -> int:
-    """USD → integer nano-dollars (rounded to nearest)."""
-    return round(usd * _NANOS_PER_USD)
+@dataclass(slots=True)
+class _Pending:
+    """Spend not yet added to a counter because the store was unreachable."""
+
+    period: BudgetPeriod
+    nanos: int
 
 
-def _usd(nanos: int) -> float:
-    return nanos / _NANOS_PER_USD
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetPeriod:
-    """One UTC budget period: ``[start, end)``; ``label`` names it in keys and logs."""
-
-    period: Period
-    start: datetime
-    end: datetime
-    label: str
-
-
-def periods_at(now: datetime) -> tuple[BudgetPeriod, BudgetPeriod]:
-    """The UTC day and month containing ``now`` (which must be timezone-aware)."""
-    if now.tzinfo is None:
-        raise ValueError("budget clock must return timezone-aware datetimes")
-    now = now.astimezone(UTC)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month_start = day_start.replace(day=1)
-    next_month = (month_start + timedelta(days=32)).replace(day=1)
-    return (
-        BudgetPeriod(
-            "day", day_start, day_start + timedelta(days=1), day_start.strftime("%Y-%m-%d")
-        ),
-        BudgetPeriod("month", month_start, next_month, month_start.strftime("%Y-%m")),
+def _log_pending(level: int, event: str, key: _Key, nanos: int, **extra: str) -> None:
+    principal_id, period, label = key
+    _log.log(
+        level,
+        event,
+        extra={
+            "principal_id": principal_id,
+            "period": period,
+            "period_start": label,
+            "amount_usd": usd(nanos),
+            **extra,
+        },
     )
-
-
-class SpendStore(Protocol):
-    """Where spend counters live. Amounts are nano-dollars."""
-
-    async def spent(self, principal_id: str, period: BudgetPeriod) -> int | None:
-        """The counter, or None when it does not exist (never seeded nor added to)."""
-        ...
-
-    async def seed(self, principal_id: str, period: BudgetPeriod, nanos: int) -> None:
-        """Create the counter with ``nanos`` unless it already exists."""
-        ...
-
-    async def add(self, principal_id: str, period: BudgetPeriod, nanos: int) -> int:
-        """Add to the counter (creating it at 0) and return the new total."""
-        ...
-
-    async def claim_alert(self, principal_id: str, period: BudgetPeriod) -> bool:
-        """True exactly once per principal and period (across replicas for Redis)."""
-        ...
-
-
-class MemorySpendStore:
-    """Counters in a dict for one process; counters of past periods are dropped."""
-
-    def __init__(self) -> None:
-        self._spend: dict[tuple[str, Period, str], tuple[int, datetime]] = {}
-        self._alerts: set[tuple[str, Period, str]] = set()
-        self._current: dict[Period, str] = {}
-
-    def _roll(self, period: BudgetPeriod) -> None:
-        # A new period label: forget the old period's counters and alerts.
-        if self._current.get(period.period) == period.label:
-            return
-        self._current[period.period] = period.label
-        stale = [
-            k
-            for k, (_, end) in self._spend.items()
-            if k[1] == period.period and end <= period.start
-        ]
-        for key in stale:
-            del self._spend[key]
-        self._alerts = {a for a in self._alerts if a[1] != period.period or a[2] == period.label}
-
-    async def spent(self, principal_id: str, period: BudgetPeriod) -> int | None:
-        self._roll(period)
-        entry = self._spend.get((principal_id, period.period, period.label))
-        return None if entry is None else entry[0]
-
-    async def seed(self, principal_id: str, period: BudgetPeriod, nanos: int) -> None:
-        self._roll(period)
-        self._spend.setdefault((principal_id, period.period, period.label), (nanos, period.end))
-
-    async def add(self, principal_id: str, period: BudgetPeriod, nanos: int) -> int:
-        self._roll(period)
-        key = (principal_id, period.period, period.label)
-        total = self._spend.get(key, (0, period.end))[0] + nanos
-        self._spend[key] = (total, period.end)
-        return total
-
-    async def claim_alert(self, principal_id: str, period: BudgetPeriod) -> bool:
-        key = (principal_id, period.period, period.label)
-        if key in self._alerts:
-            return False
-        self._alerts.add(key)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._spend)
-
-
-# INCRBY, and give a new counter its period-end expiry in the same atomic step.
-_ADD = """
-local total = redis.call('INCRBY', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
-return total
-"""
-
-
-class RedisSpendStore:
-    """Counters in Redis shared by replicas; Redis errors become 503s."""
-
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "airlock:") -> None:
-        self._client = client
-        self._prefix = prefix
-        self._add = client.register_script(_ADD)
-
-    def key_for(self, principal_id: str, period: BudgetPeriod) -> str:
-        return f"{self._prefix}budget:{{{principal_id}}}:{period.period}:{period.label}"
-
-    def alert_key_for(self, principal_id: str, period: BudgetPeriod) -> str:
-        return f"{self._prefix}budget-alert:{{{principal_id}}}:{period.period}:{period.label}"
-
-    @staticmethod
-    def _expire_at(period: BudgetPeriod) -> int:
-        return int((period.end + _KEY_GRACE).timestamp())
-
-    async def spent(self, principal_id: str, period: BudgetPeriod) -> int | None:
-        try:
-            raw = await self._client.get(self.key_for(principal_id, period))
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from None
-        return None if raw is None else int(raw)
-
-    async def seed(self, principal_id: str, period: BudgetPeriod, nanos: int) -> None:
-        try:
-            await self._client.set(
-                self.key_for(principal_id, period), nanos, nx=True, exat=self._expire_at(period)
-            )
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from None
-
-    async def add(self, principal_id: str, period: BudgetPeriod, nanos: int) -> int:
-        try:
-            total = await self._add(
-                keys=[self.key_for(principal_id, period)], args=[nanos, self._expire_at(period)]
-            )
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from None
-        return int(total)
-
-    async def claim_alert(self, principal_id: str, period: BudgetPeriod) -> bool:
-        try:
-            claimed = await self._client.set(
-                self.alert_key_for(principal_id, period),
-                1,
-                nx=True,
-                exat=self._expire_at(period),
-            )
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from None
-        return bool(claimed)
-
-
-def _unavailable(exc: Exception) -> ServiceUnavailableError:
-    _log.warning("budget_store_unavailable", extra={"error_type": type(exc).__name__})
-    return ServiceUnavailableError("budget store is unavailable; try again later")
 
 
 def _utc_now() -> datetime:
@@ -236,8 +103,11 @@ class BudgetGuard:
     ``budget_soft_threshold`` warning is logged, once per principal and period, with
     metadata only (principal id, period, percentage, budget).
     ``load_spend``: async callable giving the spend already recorded elsewhere (the
-    ledger) since a period start; used once per counter that does not exist yet.
+    ledger) since a period start; used for each counter that does not exist.
     ``fail_open``: when the store is unreachable, let ``check`` pass instead of 503.
+    ``pending_limit``: how many counters may hold spend waiting for the store to come
+    back (bounds memory during a long outage); ``retry_interval_s``: how often, at
+    most, re-applying it is tried while the store stays unreachable.
     """
 
     def __init__(
@@ -247,33 +117,46 @@ class BudgetGuard:
         soft_threshold: float = 0.8,
         load_spend: LoadSpend | None = None,
         fail_open: bool = False,
+        pending_limit: int = 4096,
+        retry_interval_s: float = 5.0,
         now: Callable[[], datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < soft_threshold <= 1:
             raise ValueError("soft_threshold must be in (0, 1]")
+        if pending_limit < 0:
+            raise ValueError("pending_limit must not be negative")
+        if retry_interval_s < 0:
+            raise ValueError("retry_interval_s must not be negative")
         self._store = store
         self._threshold = soft_threshold
         self._load_spend = load_spend
         self._fail_open = fail_open
         self._now = now
-        # Counters this process already made sure exist (seeded) in the store, for the
-        # period labels in ``_ready_labels``; cleared when a new day begins.
-        self._ready: set[tuple[str, Period, str]] = set()
-        self._ready_labels: tuple[str, str] = ("", "")
+        self._monotonic = monotonic
         # Seedings in flight: concurrent requests of one principal on a cold counter
         # share one ledger query instead of each running it at the same moment.
-        self._seeding: dict[tuple[str, Period, str], asyncio.Task[None]] = {}
+        self._seeding: dict[_Key, asyncio.Task[None]] = {}
+        # Spend the store did not take (it was unreachable), waiting to be re-applied.
+        self._pending: dict[_Key, _Pending] = {}
+        self._pending_limit = pending_limit
+        self._pending_full_logged = False
+        self._retry_interval = retry_interval_s
+        self._retry_at = float("-inf")
+        self._reapplying: asyncio.Task[None] | None = None
 
-    def _roll(self, periods: tuple[BudgetPeriod, BudgetPeriod]) -> None:
-        labels = (periods[0].label, periods[1].label)
-        if labels != self._ready_labels:
-            self._ready = set()
-            self._ready_labels = labels
+    @property
+    def pending(self) -> int:
+        """How many counters hold spend not yet added to the store."""
+        return len(self._pending)
 
     async def _spent(self, principal_id: str, period: BudgetPeriod) -> int:
         key = (principal_id, period.period, period.label)
         current = await self._store.spent(principal_id, period)
-        if current is None and key not in self._ready and self._load_spend is not None:
+        if current is None and self._load_spend is not None:
+            # The seed below comes from the ledger, which already holds any spend
+            # pending here for this counter: adding that too would count it twice.
+            self._drop_pending(key, "counter_missing")
             task = self._seeding.get(key)
             if task is None:
                 task = asyncio.create_task(self._seed(principal_id, period))
@@ -282,7 +165,6 @@ class BudgetGuard:
             # Shielded: a caller that goes away must not cancel what others await.
             await asyncio.shield(task)
             current = await self._store.spent(principal_id, period)
-        self._ready.add(key)
         return current or 0
 
     async def _seed(self, principal_id: str, period: BudgetPeriod) -> None:
@@ -292,22 +174,101 @@ class BudgetGuard:
             raise ValueError("load_spend returned a negative amount")
         await self._store.seed(principal_id, period, to_nanos(seeded))
 
-    def _seeded(self, key: tuple[str, Period, str], task: asyncio.Task[None]) -> None:
+    def _seeded(self, key: _Key, task: asyncio.Task[None]) -> None:
         self._seeding.pop(key, None)
         if not task.cancelled():
             # Marks a failure as retrieved even if every caller went away meanwhile;
             # the callers still awaiting it get the exception themselves.
             task.exception()
 
+    def _keep_pending(self, principal_id: str, period: BudgetPeriod, nanos: int) -> bool:
+        """Remember spend the store did not take; False when it had to be given up."""
+        if nanos == 0:
+            return True
+        key = (principal_id, period.period, period.label)
+        entry = self._pending.get(key)
+        if entry is not None:
+            entry.nanos += nanos
+            return True
+        if len(self._pending) >= self._pending_limit:
+            if not self._pending_full_logged:
+                self._pending_full_logged = True
+                _log.error("budget_pending_full", extra={"pending_limit": self._pending_limit})
+            return False
+        self._pending[key] = _Pending(period, nanos)
+        return True
+
+    def _drop_pending(self, key: _Key, reason: str) -> None:
+        entry = self._pending.pop(key, None)
+        if entry is not None:
+            _log_pending(
+                logging.WARNING, "budget_pending_spend_dropped", key, entry.nanos, reason=reason
+            )
+
+    async def _reapply_pending(self) -> None:
+        """Re-apply spend lost to a store outage, if any; at most one attempt per
+        retry interval, and one at a time (other requests do not wait for it)."""
+        if not self._pending or self._reapplying is not None:
+            return
+        now = self._monotonic()
+        if now < self._retry_at:
+            return
+        self._retry_at = now + self._retry_interval
+        task = asyncio.create_task(self._reapply())
+        self._reapplying = task
+        task.add_done_callback(self._reapplied)
+        # Shielded: a caller going away mid-way must not leave an add half-known.
+        await asyncio.shield(task)
+
+    def _reapplied(self, task: asyncio.Task[None]) -> None:
+        self._reapplying = None
+        if not task.cancelled():
+            task.exception()  # retrieved; the awaiting caller gets it itself
+
+    async def _reapply(self) -> None:
+        now = self._now()
+        for key, entry in list(self._pending.items()):
+            if self._pending.get(key) is not entry:
+                continue  # dropped meanwhile (its counter was seeded)
+            if entry.period.end <= now:
+                self._drop_pending(key, "period_ended")
+                continue
+            principal_id = key[0]
+            nanos = entry.nanos
+            try:
+                if self._load_spend is None:
+                    total: int | None = await self._store.add(principal_id, entry.period, nanos)
+                else:
+                    total = await self._store.add_if_exists(principal_id, entry.period, nanos)
+            except ServiceUnavailableError:
+                return  # still unreachable: the rest waits for the next attempt
+            # Spend kept for this counter while the add ran stays pending.
+            if self._pending.get(key) is entry:
+                entry.nanos -= nanos
+                if entry.nanos <= 0:
+                    del self._pending[key]
+            if total is None:
+                _log_pending(
+                    logging.WARNING,
+                    "budget_pending_spend_dropped",
+                    key,
+                    nanos,
+                    reason="counter_missing",
+                )
+            else:
+                _log_pending(logging.INFO, "budget_spend_reapplied", key, nanos)
+        if not self._pending:
+            self._pending_full_logged = False
+
     async def check(self, principal: Principal, estimated_cost_usd: float) -> None:
         """Raise InsufficientQuotaError if this request would exceed a hard budget."""
         if estimated_cost_usd < 0:
             raise ValueError("estimated_cost_usd must not be negative")
+        await self._reapply_pending()
         periods = periods_at(self._now())
         budgets = self._budgets(principal, periods)
         if not budgets:
             return
-        self._roll(periods)
         wanted = to_nanos(estimated_cost_usd)
         for period, budget in budgets:
             try:
@@ -325,14 +286,15 @@ class BudgetGuard:
 
         Pass the Principal (not just its id) to have the soft alert evaluated at once;
         with an id only it is evaluated at the principal's next ``check``. A store
-        outage here is logged, not raised: the response has already been served.
+        outage here is logged, not raised: the response has already been served; the
+        cost is kept and re-applied when the store is back.
         """
         if cost_usd < 0:
             raise ValueError("cost_usd must not be negative")
+        await self._reapply_pending()
         principal_id = principal if isinstance(principal, str) else principal.id
         nanos = to_nanos(cost_usd)
         periods = periods_at(self._now())
-        self._roll(periods)
         budgets = (
             dict(self._budgets(principal, periods)) if isinstance(principal, Principal) else {}
         )
@@ -340,13 +302,26 @@ class BudgetGuard:
             try:
                 await self._spent(principal_id, period)  # seed first, so history is kept
                 total = await self._store.add(principal_id, period, nanos)
-                if period in budgets:
-                    await self._maybe_alert(principal_id, period, budgets[period], total)
             except ServiceUnavailableError:
+                kept = self._keep_pending(principal_id, period, nanos)
                 _log.warning(
                     "budget_spend_not_recorded",
-                    extra={"principal_id": principal_id, "period": period.period},
+                    extra={
+                        "principal_id": principal_id,
+                        "period": period.period,
+                        "kept_for_retry": kept,
+                    },
                 )
+                continue
+            if period in budgets:
+                try:
+                    await self._maybe_alert(principal_id, period, budgets[period], total)
+                except ServiceUnavailableError:
+                    # The spend is recorded; the alert is evaluated again at next check.
+                    _log.warning(
+                        "budget_alert_not_evaluated",
+                        extra={"principal_id": principal_id, "period": period.period},
+                    )
 
     def _budgets(
         self, principal: Principal, periods: tuple[BudgetPeriod, BudgetPeriod]
@@ -387,7 +362,7 @@ def _quota_error(
     return InsufficientQuotaError(
         "You exceeded your current quota, please check your plan and billing details. "
         f"The {word} budget of {budget:.2f} USD would be exceeded "
-        f"(spent {_usd(spent):.6f} USD, this request is estimated at {_usd(wanted):.6f} USD); "
+        f"(spent {usd(spent):.6f} USD, this request is estimated at {usd(wanted):.6f} USD); "
         f"it resets at {period.end.strftime('%Y-%m-%dT%H:%M:%SZ')}.",
         # The openai client retries 429s unless told not to; waiting will not help here.
         headers={"x-should-retry": "false"},
