@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from airlock.access.oidc_config import OidcConfig
 
@@ -62,7 +69,18 @@ class EnvSettings(BaseModel):
     master_key: str | None = None
     # The ledger database (PostgreSQL for replicas); SQLite in ``home`` when unset.
     database_url: str | None = None
+    # The audit chain's key (AIRLOCK_AUDIT_KEY_FILE), shared by replicas; must exist.
+    # ``home/audit.key``, created on first use, when unset.
+    audit_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("audit_key_file", mode="before")
+    @classmethod
+    def _key_file_not_empty(cls, value: object) -> object:
+        # An empty value would become Path("."): say what is wrong instead.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("AIRLOCK_AUDIT_KEY_FILE is set but empty; unset it or name a file")
+        return value
 
 
 class TimeoutConfig(_Strict):

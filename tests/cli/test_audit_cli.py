@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import time
@@ -48,11 +49,11 @@ def _record(n: int) -> RequestRecord:
     )
 
 
-async def _append(home: Path, numbers: range) -> None:
+async def _append(home: Path, numbers: range, key_file: Path | None = None) -> None:
     engine = make_engine(resolve_db_url(None, home))
     try:
         await upgrade_to_head(engine)
-        trail = AuditTrail.open(engine, home, checkpoint_every=3)
+        trail = AuditTrail.open(engine, home, checkpoint_every=3, key_file=key_file)
         await trail.sync_mirror()
         for n in numbers:
             await trail.append(_record(n))
@@ -60,9 +61,14 @@ async def _append(home: Path, numbers: range) -> None:
         await engine.dispose()
 
 
-def _airlock(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "AIRLOCK_DATABASE_URL"}
+def _airlock(
+    home: Path, *args: str, key_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    unset = ("AIRLOCK_DATABASE_URL", "AIRLOCK_AUDIT_KEY_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["AIRLOCK_HOME"] = str(home)
+    if key_file is not None:
+        env["AIRLOCK_AUDIT_KEY_FILE"] = str(key_file)
     return subprocess.run(
         [str(AIRLOCK), "audit", *args],
         capture_output=True,
@@ -141,3 +147,77 @@ def test_purge_defaults_to_the_configured_retention(tmp_path: Path) -> None:
     both = _airlock(home, "purge", "--before", "2020-01-01", "--retention-days", "3")
     assert both.returncode != 0
     assert "at most one" in both.stderr
+
+
+def _key_file(path: Path, mode: int = 0o400) -> str:
+    hex_key = secrets.token_hex(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(hex_key + "\n", encoding="ascii")
+    os.chmod(path, mode)
+    return hex_key
+
+
+def _kubernetes_mount(mount: Path, mode: int = 0o400) -> tuple[Path, str]:
+    """``audit.key -> ..data/audit.key``, ``..data -> ..<timestamp>``, as the kubelet
+    lays out a secret volume."""
+    stamp = "..2026_12_01_10_00_00.123456789"
+    hex_key = _key_file(mount / stamp / "audit.key", mode)
+    (mount / "..data").symlink_to(stamp)
+    (mount / "audit.key").symlink_to("..data/audit.key")
+    return mount / "audit.key", hex_key
+
+
+def test_verify_and_purge_use_the_configured_key_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    key_file, _ = _kubernetes_mount(tmp_path / "etc-airlock")
+    asyncio.run(_append(home, range(4), key_file=key_file))
+    assert not (home / "audit.key").exists()
+
+    ok = _airlock(home, "verify", "--source", "both", key_file=key_file)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "4 records, records 0..3" in ok.stdout
+
+    # Another well-formed key: the chain does not verify under it, from the variable or
+    # from --key-file (which wins over the variable).
+    other = tmp_path / "other" / "audit.key"
+    _key_file(other)
+    wrong = _airlock(home, "verify", key_file=other)
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert "BROKEN (db): first bad record index 0" in wrong.stdout
+    flag = _airlock(home, "verify", "--key-file", str(other), key_file=key_file)
+    assert flag.returncode == 1, flag.stdout + flag.stderr
+    assert _airlock(home, "verify", "--key-file", str(key_file)).returncode == 0
+
+    # Unset: the home key, which this chain never had, is read and not created.
+    unset = _airlock(home, "verify")
+    assert unset.returncode == 2
+    assert f"audit key file {home / 'audit.key'} does not exist" in unset.stderr
+    assert not (home / "audit.key").exists()
+
+    purged = _airlock(home, "purge", "--before", datetime.now(UTC).isoformat(), key_file=key_file)
+    assert purged.returncode == 0, purged.stderr
+    assert "purged 4 audit records" in purged.stdout
+    after = _airlock(home, "verify", "--source", "both", key_file=key_file)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "records 4..4" in after.stdout
+
+
+def test_a_missing_or_exposed_configured_key_stops_verify_and_purge(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    asyncio.run(_append(home, range(2)))
+    missing = tmp_path / "secrets" / "audit.key"
+    for args in (("verify",), ("purge", "--before", "2020-01-01")):
+        done = _airlock(home, *args, key_file=missing)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "AIRLOCK_AUDIT_KEY_FILE" in done.stderr
+        assert str(missing) in done.stderr
+        assert not missing.exists()
+        assert not missing.parent.exists()
+
+    exposed, hex_key = _kubernetes_mount(tmp_path / "etc-airlock", mode=0o444)
+    done = _airlock(home, "verify", key_file=exposed)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "group or others" in done.stderr
+    assert hex_key not in done.stdout + done.stderr
+    # The home key (mode 0600) is not used instead of a configured one that is refused.
+    assert "records" not in done.stdout

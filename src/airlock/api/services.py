@@ -68,6 +68,7 @@ async def open_services(
         ledger = await open_ledger(
             settings.env.database_url,
             home=settings.home,
+            audit_key_file=settings.env.audit_key_file,
             options=LedgerOptions(
                 flush_interval=settings.app.ledger.flush_interval_s,
                 max_queue=settings.app.ledger.max_queue,

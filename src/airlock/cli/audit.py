@@ -19,13 +19,23 @@ from airlock.ledger.timeparse import parse_when
 from airlock.privacy.audit.chain import AuditTrail, PurgeResult
 from airlock.privacy.audit.errors import AuditError
 from airlock.privacy.audit.export import export_records
-from airlock.privacy.audit.key import KEY_FILENAME, load_key
+from airlock.privacy.audit.key import KEY_FILE_ENV, load_audit_key
 from airlock.privacy.audit.mirror import JsonlMirror
 from airlock.privacy.audit.verify import VerifyResult, verify_both, verify_db, verify_jsonl
 
 __all__ = ["register"]
 
 _DB_ERRORS = (DatabaseUrlError, SQLAlchemyError, OSError, AuditError)
+
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar=KEY_FILE_ENV,
+        help="The audit key file the gateway uses (default: audit.key in the data "
+        "directory). Symlinks are followed; it is never created.",
+    ),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -42,13 +52,14 @@ def verify(
     source: Annotated[str, typer.Option(help="db, jsonl, or both (and compare).")] = "db",
     home: HomeOpt = None,
     db_url: DbUrlOpt = None,
+    key_file: KeyFileOpt = None,
 ) -> None:
     """Exit 0 if the audit chain is intact; exit 1 naming the first bad record."""
     if source not in ("db", "jsonl", "both"):
         raise _fail("--source must be db, jsonl or both")
     home_path = resolve_home(home)
     try:
-        key = load_key(home_path / KEY_FILENAME)
+        key = load_audit_key(home_path, key_file, create=False)
     except AuditError as exc:
         raise _fail(str(exc)) from None
     mirror = JsonlMirror(home_path / "audit", key)
@@ -135,6 +146,7 @@ def purge(
     ] = None,
     home: HomeOpt = None,
     db_url: DbUrlOpt = None,
+    key_file: KeyFileOpt = None,
 ) -> None:
     """Remove old audit records, keep the rest verifiable, and audit the purge."""
     if before is not None and retention_days is not None:
@@ -154,7 +166,7 @@ def purge(
         raise _fail(str(exc)) from None
     home_path = resolve_home(home)
     try:
-        key = load_key(home_path / KEY_FILENAME)
+        key = load_audit_key(home_path, key_file, create=False)
     except AuditError as exc:
         raise _fail(str(exc)) from None
 

@@ -20,6 +20,19 @@ def _settings(config: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _check_audit_key(settings: Settings) -> None:
+    """A configured audit key is never created: stop before anything else is made (or a
+    port bound) when it is missing, exposed or malformed."""
+    from airlock.privacy.audit.errors import AuditKeyError
+    from airlock.privacy.audit.key import load_audit_key
+
+    try:
+        load_audit_key(settings.home, settings.env.audit_key_file)
+    except AuditKeyError as exc:
+        typer.echo(f"airlock: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def serve(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
@@ -35,6 +48,8 @@ def serve(
     from airlock.logs import configure_logging
 
     settings = _settings(config)
+    if settings.env.audit_key_file is not None:
+        _check_audit_key(settings)
     from airlock.api.services import price_catalog
     from airlock.providers.registry import builtin_registry
     from airlock.providers.resources import Resources

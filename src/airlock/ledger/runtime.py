@@ -76,10 +76,11 @@ async def open_ledger(
     home: Path | str | None = None,
     schema: str | None = None,
     options: LedgerOptions | None = None,
+    audit_key_file: Path | None = None,
 ) -> Ledger:
     """Open the ledger at ``url`` (default: ``$AIRLOCK_DATABASE_URL``, else SQLite in
-    ``home``), run pending migrations, load the audit key from ``home`` and catch the
-    JSONL mirror up with the database."""
+    ``home``), run pending migrations, load the audit key (``audit_key_file``, else
+    ``home/audit.key``) and catch the JSONL mirror up with the database."""
     opts = options or LedgerOptions()
     home_path = resolve_home(home)
     engine = make_engine(resolve_db_url(url, home_path), schema=schema)
@@ -92,6 +93,7 @@ async def open_ledger(
             mirror=opts.mirror,
             fsync=opts.fsync,
             checkpoint_every=opts.checkpoint_every,
+            key_file=audit_key_file,
         )
         await audit.sync_mirror()
     except BaseException:

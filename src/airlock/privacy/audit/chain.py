@@ -21,7 +21,7 @@ from airlock.privacy.audit.entries import (
     checkpoint_mac,
 )
 from airlock.privacy.audit.errors import AuditError
-from airlock.privacy.audit.key import KEY_FILENAME, load_or_create_key
+from airlock.privacy.audit.key import load_audit_key
 from airlock.privacy.audit.mirror import FsyncPolicy, JsonlMirror
 
 __all__ = ["AppendResult", "AuditTrail", "PurgeResult"]
@@ -77,9 +77,11 @@ class AuditTrail:
         mirror: bool = True,
         fsync: FsyncPolicy = "batch",
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        key_file: Path | None = None,
     ) -> AuditTrail:
-        """The trail of ``home``: key ``home/audit.key``, mirror ``home/audit/``."""
-        key = load_or_create_key(home / KEY_FILENAME)
+        """The trail of ``home``: key ``key_file`` (must exist) or ``home/audit.key``
+        (created on first use), mirror ``home/audit/``."""
+        key = load_audit_key(home, key_file)
         jsonl = JsonlMirror(home / "audit", key, fsync) if mirror else None
         return cls(engine, key, mirror=jsonl, checkpoint_every=checkpoint_every)
 
