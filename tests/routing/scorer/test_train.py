@@ -9,6 +9,7 @@ from airlock.routing.scorer import (
     out_of_fold_scores,
     train_scorer,
 )
+from airlock.routing.scorer._weights import rank_in
 from tests.routing.synthetic import synthetic_rows
 
 
@@ -40,14 +41,30 @@ def test_training_learns_which_prompts_need_the_strong_model() -> None:
 
 def test_strong_share_holds_in_every_segment() -> None:
     prompts, weak, strong = _columns(300)
+    # A lead-in of varying length gives each template many distinct logits: with only a
+    # handful (the bare templates), a share can be met only to within a tie block.
+    prompts = [f"(ref {'z' * (7 * i % 23)} {i}) {p}" for i, p in enumerate(prompts)]
     scorer = ComplexityScorer(train_scorer(prompts, weak, strong))
     details = [scorer.detail(p) for p in prompts]
     for share in (0.2, 0.5):
         threshold = scorer.threshold_for_strong_share(share)
         for segment in SEGMENTS:
             sent = [d.score >= threshold for d in details if d.segment == segment]
-            # Synthetic prompts tie a lot, so the share is met only to within the ties.
-            assert abs(np.mean(sent) - share) < 0.2
+            assert abs(np.mean(sent) - share) < 0.1, (share, segment, np.mean(sent))
+
+
+def test_prompts_that_tie_share_the_middle_rank_of_their_tie() -> None:
+    prompts, weak, strong = _columns(300)
+    scorer = ComplexityScorer(train_scorer(prompts, weak, strong))
+    for segment in SEGMENTS:
+        details = [scorer.detail(p) for p in prompts]
+        ranks = sorted({d.rank for d in details if d.segment == segment})
+        # The lowest tie block starts at rank 0: its middle is above 0 and below its top.
+        assert 0.0 < ranks[0] < 0.5
+    # Ranks of values between, below and above the quantiles.
+    quantiles = np.array([1.0, 2.0, 2.0, 2.0, 3.0])
+    got = rank_in([0.0, 1.0, 1.5, 2.0, 2.0 + 1e-12, 2.5, 3.0, 9.0], quantiles)
+    assert got.tolist() == [0.0, 0.0, 0.125, 0.5, 0.5, 0.875, 1.0, 1.0]
 
 
 def test_out_of_fold_scores_rank_better_than_random() -> None:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from ._calibration import build_calibration
 from ._features import DEFAULT_MAX_CHARS, SEGMENTS, FeatureExtractor
 from ._rules import InstructionRules, RuleMatch, apply_rule
-from ._weights import ScorerWeights, Segment
+from ._weights import ScorerWeights, Segment, rank_in
 
 __all__ = ["TrainingOptions", "out_of_fold_scores", "train_scorer"]
 
@@ -207,11 +207,10 @@ def _rank_quantiles(logits: FloatArray, data: _Data) -> dict[str, FloatArray]:
 def _routing_scores(logits: FloatArray, data: _Data) -> FloatArray:
     """What the scorer returns for each row: within-segment rank, then the prior rules."""
     quantiles = _rank_quantiles(logits, data)
-    levels = np.linspace(0.0, 1.0, _RANK_POINTS)
     ranks = np.empty_like(logits)
     for name, q in quantiles.items():
         mask = data.segment == name
-        ranks[mask] = np.interp(logits[mask], q, levels)
+        ranks[mask] = rank_in(logits[mask], q)
     return np.asarray([apply_rule(float(r), m) for r, m in zip(ranks, data.rules, strict=True)])
 
 

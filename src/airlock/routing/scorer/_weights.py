@@ -32,11 +32,41 @@ __all__ = [
     "WeightsFileError",
     "dump_weights",
     "load_weights",
+    "rank_in",
     "weights_from_dict",
 ]
 
 FORMAT_NAME = "airlock-complexity-scorer"
 FORMAT_VERSION = 2
+
+
+_TIE_TOLERANCE = 1e-9
+
+
+def rank_in(values: npt.ArrayLike, quantiles: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The rank in [0, 1] of each value among ``quantiles`` (sorted, on an even grid).
+
+    Between two distinct quantiles the rank is interpolated. A value equal to a run of
+    tied quantiles (many training prompts share one logit: short greetings, one
+    template) gets the middle of the run: ``np.interp`` leaves ties undefined, and its
+    choice, the top of the run, differs between builds and ranked every tied prompt as
+    the hardest of its kind.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, quantiles.size)
+    # A logit computed one prompt at a time differs in its last bits from the same
+    # logit computed in the training batch; within this it counts as tied.
+    tol = _TIE_TOLERANCE * np.maximum(1.0, np.abs(x))
+    lo = np.searchsorted(quantiles, x - tol, side="left")
+    hi = np.searchsorted(quantiles, x + tol, side="right")
+    last = quantiles.size - 1
+    left = np.clip(lo - 1, 0, last)
+    right = np.clip(lo, 0, last)
+    span = quantiles[right] - quantiles[left]
+    step = np.divide(x - quantiles[left], span, out=np.zeros_like(x), where=span > 0)
+    between = levels[left] + np.clip(step, 0.0, 1.0) * (levels[right] - levels[left])
+    tied = (levels[np.clip(lo, 0, last)] + levels[np.clip(hi - 1, 0, last)]) / 2
+    return np.where(hi > lo, tied, between)
 
 
 class WeightsFileError(InternalServerError):
@@ -58,15 +88,11 @@ class Segment:
     scales: npt.NDArray[np.float64]
     coef: npt.NDArray[np.float64]
     rank_logits: npt.NDArray[np.float64]
-    _levels: npt.NDArray[np.float64] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # Computed once: the hot path only interpolates.
-        object.__setattr__(self, "_levels", np.linspace(0.0, 1.0, self.rank_logits.size))
 
     def rank(self, logit: float) -> float:
-        """Share of this segment's training prompts with a lower logit, in [0, 1]."""
-        return float(np.interp(logit, self.rank_logits, self._levels))
+        """Share of this segment's training prompts with a lower logit, in [0, 1]
+        (ties counted half)."""
+        return float(rank_in(logit, self.rank_logits))
 
     def to_dict(self) -> dict[str, Any]:
         return {
