@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import sqlite3
 import subprocess
 import time
@@ -21,6 +20,7 @@ from airlock.ledger.db import make_engine, resolve_db_url
 from airlock.ledger.migrate import upgrade_to_head
 from airlock.ledger.record import RequestRecord
 from airlock.privacy.audit.chain import AuditTrail
+from tests.support.audit_keys import kubernetes_key, write_key_file
 
 AIRLOCK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "airlock"
 
@@ -149,27 +149,9 @@ def test_purge_defaults_to_the_configured_retention(tmp_path: Path) -> None:
     assert "at most one" in both.stderr
 
 
-def _key_file(path: Path, mode: int = 0o400) -> str:
-    hex_key = secrets.token_hex(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(hex_key + "\n", encoding="ascii")
-    os.chmod(path, mode)
-    return hex_key
-
-
-def _kubernetes_mount(mount: Path, mode: int = 0o400) -> tuple[Path, str]:
-    """``audit.key -> ..data/audit.key``, ``..data -> ..<timestamp>``, as the kubelet
-    lays out a secret volume."""
-    stamp = "..2026_12_01_10_00_00.123456789"
-    hex_key = _key_file(mount / stamp / "audit.key", mode)
-    (mount / "..data").symlink_to(stamp)
-    (mount / "audit.key").symlink_to("..data/audit.key")
-    return mount / "audit.key", hex_key
-
-
 def test_verify_and_purge_use_the_configured_key_file(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    key_file, _ = _kubernetes_mount(tmp_path / "etc-airlock")
+    key_file, _ = kubernetes_key(tmp_path / "etc-airlock")
     asyncio.run(_append(home, range(4), key_file=key_file))
     assert not (home / "audit.key").exists()
 
@@ -180,7 +162,7 @@ def test_verify_and_purge_use_the_configured_key_file(tmp_path: Path) -> None:
     # Another well-formed key: the chain does not verify under it, from the variable or
     # from --key-file (which wins over the variable).
     other = tmp_path / "other" / "audit.key"
-    _key_file(other)
+    write_key_file(other)
     wrong = _airlock(home, "verify", key_file=other)
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     assert "BROKEN (db): first bad record index 0" in wrong.stdout
@@ -214,7 +196,7 @@ def test_a_missing_or_exposed_configured_key_stops_verify_and_purge(tmp_path: Pa
         assert not missing.exists()
         assert not missing.parent.exists()
 
-    exposed, hex_key = _kubernetes_mount(tmp_path / "etc-airlock", mode=0o444)
+    exposed, hex_key = kubernetes_key(tmp_path / "etc-airlock", mode=0o444)
     done = _airlock(home, "verify", key_file=exposed)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "group or others" in done.stderr

@@ -7,35 +7,17 @@ gateway writes with it verifies with it (``airlock audit verify``) and with no o
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
 import httpx
 import yaml
 
+from tests.support.audit_keys import kubernetes_key, write_key_file
 from tests.support.faulty_upstream import FaultyUpstream
 from tests.support.server import AIRLOCK, start_gateway
 
 MASTER = "sk-airlock-test-master-key"
-
-
-def _key_file(path: Path, mode: int = 0o400) -> str:
-    hex_key = secrets.token_hex(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(hex_key + "\n", encoding="ascii")
-    os.chmod(path, mode)
-    return hex_key
-
-
-def _kubernetes_mount(mount: Path, mode: int = 0o400) -> tuple[Path, str]:
-    """``audit.key -> ..data/audit.key``, ``..data -> ..<timestamp>``, as the kubelet
-    lays out a secret volume with ``defaultMode``."""
-    stamp = "..2026_12_01_10_00_00.123456789"
-    hex_key = _key_file(mount / stamp / "audit.key", mode)
-    (mount / "..data").symlink_to(stamp)
-    (mount / "audit.key").symlink_to("..data/audit.key")
-    return mount / "audit.key", hex_key
 
 
 def _run(home: Path, *args: str, key_file: str | None) -> subprocess.CompletedProcess[str]:
@@ -70,7 +52,7 @@ def test_a_missing_key_file_stops_serve_before_anything_is_made(tmp_path: Path) 
 def test_a_symlinked_world_readable_key_stops_serve(tmp_path: Path) -> None:
     home = tmp_path / "home"
     # ``defaultMode: 0444``: every user of the node could read it.
-    key_file, hex_key = _kubernetes_mount(tmp_path / "etc-airlock", mode=0o444)
+    key_file, hex_key = kubernetes_key(tmp_path / "etc-airlock", mode=0o444)
     done = _run(home, "serve", "--port", "0", key_file=str(key_file))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "group or others" in done.stderr
@@ -90,9 +72,9 @@ def test_an_empty_key_file_variable_is_a_configuration_error(tmp_path: Path) -> 
 
 def test_the_gateway_chains_with_the_configured_key(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    key_file, _ = _kubernetes_mount(tmp_path / "etc-airlock")
+    key_file, _ = kubernetes_key(tmp_path / "etc-airlock")
     other = tmp_path / "other" / "audit.key"
-    _key_file(other)
+    write_key_file(other)
     with FaultyUpstream("up") as upstream:
         config = tmp_path / "airlock.yaml"
         model = {"provider": "openai-compatible", "base_url": upstream.base_url}

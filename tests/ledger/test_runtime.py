@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from airlock.ledger.record import RequestRecord
 from airlock.ledger.runtime import LedgerOptions, open_ledger
 from airlock.privacy.audit.errors import AuditKeyError
 from airlock.privacy.audit.verify import verify_db
+from tests.support.audit_keys import write_key_file
 
 from .conftest import Db
 
@@ -22,11 +22,7 @@ MakeRecord = Callable[..., RequestRecord]
 
 
 def _key_file(path: Path, mode: int = 0o400) -> bytes:
-    key = secrets.token_bytes(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(key.hex() + "\n", encoding="ascii")
-    os.chmod(path, mode)
-    return key
+    return bytes.fromhex(write_key_file(path, mode))
 
 
 async def test_records_are_chained_with_the_configured_key(

@@ -16,27 +16,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.support.audit_keys import kubernetes_mount, write_file
 
 from airlock.ledger.record import RequestRecord
 from airlock.privacy.audit import AuditKeyError, AuditTrail, load_audit_key, verify_db
 from airlock.privacy.audit.key import KEY_FILE_ENV, load_configured_key, load_key
-
-
-def _write(path: Path, content: str, mode: int = 0o400) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="ascii")
-    os.chmod(path, mode)
-    return path
-
-
-def _kubernetes_mount(mount: Path, content: str, mode: int = 0o400) -> Path:
-    """A secret volume as the kubelet writes it: ``audit.key -> ..data/audit.key``,
-    ``..data -> ..<timestamp>``, the real file (with ``defaultMode``) in the latter."""
-    stamp = "..2026_12_01_10_00_00.123456789"
-    _write(mount / stamp / "audit.key", content, mode)
-    (mount / "..data").symlink_to(stamp)
-    (mount / "audit.key").symlink_to("..data/audit.key")
-    return mount / "audit.key"
 
 
 def _message(exc: pytest.ExceptionInfo[AuditKeyError], hex_key: str) -> str:
@@ -48,7 +32,7 @@ def _message(exc: pytest.ExceptionInfo[AuditKeyError], hex_key: str) -> str:
 
 def test_a_configured_file_is_used_and_no_home_key_is_made(tmp_path: Path) -> None:
     hex_key = secrets.token_hex(32)
-    key_file = _write(tmp_path / "secrets" / "audit.key", hex_key + "\n")
+    key_file = write_file(tmp_path / "secrets" / "audit.key", hex_key + "\n")
     home = tmp_path / "home"
     assert load_audit_key(home, key_file) == bytes.fromhex(hex_key)
     assert not home.exists()
@@ -56,13 +40,13 @@ def test_a_configured_file_is_used_and_no_home_key_is_made(tmp_path: Path) -> No
 
 def test_a_kubernetes_secret_mount_is_followed(tmp_path: Path) -> None:
     hex_key = secrets.token_hex(32)
-    path = _kubernetes_mount(tmp_path / "etc-airlock", hex_key)
+    path = kubernetes_mount(tmp_path / "etc-airlock", hex_key)
     assert path.is_symlink()
     assert load_audit_key(tmp_path / "home", path) == bytes.fromhex(hex_key)
     # The kubelet updates a secret by pointing ``..data`` at a new directory: the path
     # is resolved on each load, so the new file is the one read.
     new_hex = secrets.token_hex(32)
-    _write(tmp_path / "etc-airlock" / "..2026_12_02_10_00_00.1" / "audit.key", new_hex)
+    write_file(tmp_path / "etc-airlock" / "..2026_12_02_10_00_00.1" / "audit.key", new_hex)
     swap = tmp_path / "etc-airlock" / "..data_tmp"
     swap.symlink_to("..2026_12_02_10_00_00.1")
     os.replace(swap, tmp_path / "etc-airlock" / "..data")
@@ -73,7 +57,7 @@ def test_a_relative_configured_path_is_resolved_from_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hex_key = secrets.token_hex(32)
-    _write(tmp_path / "keys" / "audit.key", hex_key, 0o600)
+    write_file(tmp_path / "keys" / "audit.key", hex_key, 0o600)
     monkeypatch.chdir(tmp_path)
     assert load_configured_key(Path("keys/audit.key")) == bytes.fromhex(hex_key)
 
@@ -93,7 +77,7 @@ def test_a_missing_configured_file_is_an_error_and_nothing_is_created(tmp_path: 
 
 
 def test_a_dangling_kubernetes_mount_is_an_error(tmp_path: Path) -> None:
-    path = _kubernetes_mount(tmp_path / "etc-airlock", secrets.token_hex(32))
+    path = kubernetes_mount(tmp_path / "etc-airlock", secrets.token_hex(32))
     (tmp_path / "etc-airlock" / "..data").unlink()
     with pytest.raises(AuditKeyError, match="does not exist") as exc:
         load_audit_key(tmp_path / "home", path)
@@ -105,7 +89,7 @@ def test_a_dangling_kubernetes_mount_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", [0o404, 0o444, 0o604, 0o420, 0o460, 0o410, 0o450])
 def test_a_configured_file_others_can_reach_is_refused(tmp_path: Path, mode: int) -> None:
     hex_key = secrets.token_hex(32)
-    key_file = _write(tmp_path / "audit.key", hex_key, mode)
+    key_file = write_file(tmp_path / "audit.key", hex_key, mode)
     with pytest.raises(AuditKeyError) as exc:
         load_audit_key(tmp_path / "home", key_file)
     text = _message(exc, hex_key)
@@ -118,14 +102,14 @@ def test_a_configured_file_others_can_reach_is_refused(tmp_path: Path, mode: int
 def test_a_private_configured_file_is_accepted(tmp_path: Path, mode: int) -> None:
     # Group read passes only because the file's group (ours, as created) is our own.
     hex_key = secrets.token_hex(32)
-    key_file = _write(tmp_path / "audit.key", hex_key, mode)
+    key_file = write_file(tmp_path / "audit.key", hex_key, mode)
     assert os.stat(key_file).st_gid == os.getegid()
     assert load_configured_key(key_file) == bytes.fromhex(hex_key)
 
 
 def test_group_read_by_a_group_the_process_is_not_in_is_refused(tmp_path: Path) -> None:
     hex_key = secrets.token_hex(32)
-    key_file = _write(tmp_path / "audit.key", hex_key, 0o440)
+    key_file = write_file(tmp_path / "audit.key", hex_key, 0o440)
     foreign = max([os.getegid(), *os.getgroups()]) + 1000
     try:
         os.chown(key_file, -1, foreign)
@@ -137,7 +121,7 @@ def test_group_read_by_a_group_the_process_is_not_in_is_refused(tmp_path: Path) 
     # The default home key never accepts group read, whatever the group.
     home = tmp_path / "home"
     home.mkdir()
-    _write(home / "audit.key", hex_key, 0o440)
+    write_file(home / "audit.key", hex_key, 0o440)
     with pytest.raises(AuditKeyError, match="group or others"):
         load_audit_key(home, None)
 
@@ -145,9 +129,9 @@ def test_group_read_by_a_group_the_process_is_not_in_is_refused(tmp_path: Path) 
 def test_a_kubernetes_fsgroup_mount_works_and_others_read_is_refused(tmp_path: Path) -> None:
     hex_key = secrets.token_hex(32)
     # What the kubelet makes of ``defaultMode: 0400`` when the pod sets ``fsGroup``.
-    path = _kubernetes_mount(tmp_path / "etc-airlock", hex_key, 0o440)
+    path = kubernetes_mount(tmp_path / "etc-airlock", hex_key, 0o440)
     assert load_audit_key(tmp_path / "home", path) == bytes.fromhex(hex_key)
-    path = _kubernetes_mount(tmp_path / "etc-open", hex_key, 0o444)
+    path = kubernetes_mount(tmp_path / "etc-open", hex_key, 0o444)
     with pytest.raises(AuditKeyError) as exc:
         load_audit_key(tmp_path / "home", path)
     text = _message(exc, hex_key)
@@ -156,7 +140,7 @@ def test_a_kubernetes_fsgroup_mount_works_and_others_read_is_refused(tmp_path: P
     assert str(path.resolve()) in text
     # A private link (links have no mode of their own on Linux) changes nothing.
     link = tmp_path / "private-link"
-    link.symlink_to(_write(tmp_path / "shared.key", hex_key, 0o644))
+    link.symlink_to(write_file(tmp_path / "shared.key", hex_key, 0o644))
     with pytest.raises(AuditKeyError, match="group or others"):
         load_configured_key(link)
 
@@ -187,7 +171,7 @@ def test_a_directory_is_not_a_key_file(tmp_path: Path) -> None:
 def test_a_malformed_configured_file_is_refused_without_showing_it(
     tmp_path: Path, content: str, message: str
 ) -> None:
-    key_file = _write(tmp_path / "audit.key", content)
+    key_file = write_file(tmp_path / "audit.key", content)
     with pytest.raises(AuditKeyError, match=message) as exc:
         load_configured_key(key_file)
     if content:
@@ -218,7 +202,7 @@ def test_without_a_configured_file_reading_only_creates_nothing(tmp_path: Path) 
 def test_the_home_key_is_still_not_followed_through_a_symlink(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    (home / "audit.key").symlink_to(_write(tmp_path / "elsewhere.key", secrets.token_hex(32)))
+    (home / "audit.key").symlink_to(write_file(tmp_path / "elsewhere.key", secrets.token_hex(32)))
     with pytest.raises(AuditKeyError, match="cannot open"):
         load_audit_key(home, None)
     with pytest.raises(AuditKeyError, match="cannot open"):
@@ -230,7 +214,7 @@ async def test_a_trail_opened_with_a_key_file_is_keyed_by_it(
     engine: AsyncEngine, home: Path, tmp_path: Path, make_record: Callable[..., RequestRecord]
 ) -> None:
     hex_key = secrets.token_hex(32)
-    key_file = _kubernetes_mount(tmp_path / "etc-airlock", hex_key)
+    key_file = kubernetes_mount(tmp_path / "etc-airlock", hex_key)
     trail = AuditTrail.open(engine, home, key_file=key_file)
     assert trail.key == bytes.fromhex(hex_key)
     await trail.append(make_record())
