@@ -8,17 +8,21 @@ Tampering is done the way an attacker with database access would: SQL on the fil
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import sqlite3
 import subprocess
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airlock.ledger.db import make_engine, resolve_db_url
 from airlock.ledger.migrate import upgrade_to_head
 from airlock.ledger.record import RequestRecord
+from airlock.ledger.runtime import LedgerOptions, open_ledger
 from airlock.privacy.audit.chain import AuditTrail
 from tests.support.audit_keys import kubernetes_key, write_key_file
 
@@ -131,6 +135,49 @@ def test_verify_purge_export_and_tamper_detection(tmp_path: Path) -> None:
     gap = _airlock(home, "verify")
     assert gap.returncode == 1
     assert "first bad record index 5" in gap.stdout
+
+
+async def _write_usage(home: Path, stamps: list[datetime]) -> None:
+    """Through the ledger writer, as the gateway does: a usage row and an audit record."""
+    ledger = await open_ledger(None, home=home, options=LedgerOptions(flush_interval=0.01))
+    for n, stamp in enumerate(stamps):
+        await ledger.writer.submit(replace(_record(n), request_id=f"req-u-{n}", timestamp=stamp))
+    await ledger.aclose()
+
+
+def _usage_ids(home: Path) -> list[str]:
+    with sqlite3.connect(home / "airlock.db") as conn:
+        return [r[0] for r in conn.execute("SELECT request_id FROM usage ORDER BY request_id")]
+
+
+def test_purge_removes_usage_rows_too_but_not_this_months(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    now = datetime.now(UTC)
+    old = datetime(2025, 3, 1, tzinfo=UTC)
+    asyncio.run(_write_usage(home, [old, old + timedelta(days=1), now]))
+    later = (now + timedelta(minutes=1)).isoformat()
+
+    kept = _airlock(home, "purge", "--before", later, "--keep-usage")
+    assert kept.returncode == 0, kept.stderr
+    assert "purged 3 audit records" in kept.stdout
+    assert "usage rows kept" in kept.stdout
+    assert _usage_ids(home) == ["req-u-0", "req-u-1", "req-u-2"]
+
+    purged = _airlock(home, "purge", "--before", later)
+    assert purged.returncode == 0, purged.stderr
+    # Everything before the cut-off goes, except this UTC month's rows: budgets are
+    # seeded from them.
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    assert f"2 usage rows before {month_start.isoformat()} removed" in purged.stdout
+    assert _usage_ids(home) == ["req-u-2"]
+    verified = _airlock(home, "verify", "--source", "both")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    exported = _airlock(home, "export", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    # The second purge removed the first one's record (it was older than the cut-off).
+    assert [(r["event"], r["purge_removed"], r["purge_usage_removed"]) for r in rows] == [
+        ("purge", "1", "2")
+    ]
 
 
 def test_purge_defaults_to_the_configured_retention(tmp_path: Path) -> None:

@@ -144,11 +144,20 @@ def purge(
             "--before nor --retention-days is given.",
         ),
     ] = None,
+    keep_usage: Annotated[
+        bool,
+        typer.Option(
+            "--keep-usage",
+            help="Keep the usage-ledger rows (same metadata, kept for billing) that are "
+            "otherwise removed with the records.",
+        ),
+    ] = False,
     home: HomeOpt = None,
     db_url: DbUrlOpt = None,
     key_file: KeyFileOpt = None,
 ) -> None:
-    """Remove old audit records, keep the rest verifiable, and audit the purge."""
+    """Remove old audit records and usage rows, keep the chain verifiable, and audit
+    the purge."""
     if before is not None and retention_days is not None:
         raise _fail("give at most one of --before or --retention-days")
     if before is None and retention_days is None:
@@ -164,6 +173,7 @@ def purge(
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    usage_before = None if keep_usage else _usage_cutoff(cutoff, datetime.now(UTC))
     home_path = resolve_home(home)
     try:
         key = load_audit_key(home_path, key_file, create=False)
@@ -174,7 +184,7 @@ def purge(
         engine = await open_migrated_engine(resolve_db_url(db_url, home_path))
         try:
             trail = AuditTrail(engine, key, mirror=JsonlMirror(home_path / "audit", key))
-            return await trail.purge(cutoff)
+            return await trail.purge(cutoff, usage_before=usage_before)
         finally:
             await engine.dispose()
 
@@ -182,11 +192,23 @@ def purge(
         result = asyncio.run(run())
     except _DB_ERRORS as exc:
         raise _fail(f"purge failed ({type(exc).__name__}): {_first_line(exc)}") from None
+    usage = (
+        "usage rows kept"
+        if usage_before is None
+        else f"{result.usage_removed} usage rows before {usage_before.isoformat()} removed"
+    )
     typer.echo(
-        f"purged {result.removed} audit records before {cutoff.isoformat()}; the chain now "
-        f"starts at index {result.anchor_index}; purge recorded as index "
+        f"purged {result.removed} audit records before {cutoff.isoformat()}; {usage}; the "
+        f"chain now starts at index {result.anchor_index}; purge recorded as index "
         f"{result.purge_record_index}"
     )
+
+
+def _usage_cutoff(cutoff: datetime, now: datetime) -> datetime:
+    """Usage rows go with the records, except this UTC month's: budgets are seeded from
+    them after a restart, so they stay until the month ends."""
+    month_start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return min(cutoff.astimezone(UTC), month_start)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.support.audit_keys import kubernetes_mount, write_file
 
 from airlock.ledger.record import RequestRecord
 from airlock.privacy.audit import AuditKeyError, AuditTrail, load_audit_key, verify_db
 from airlock.privacy.audit.key import KEY_FILE_ENV, load_configured_key, load_key
+from tests.support.audit_keys import kubernetes_mount, write_file
 
 
 def _message(exc: pytest.ExceptionInfo[AuditKeyError], hex_key: str) -> str:

@@ -43,6 +43,7 @@ class PurgeResult:
     removed: int
     anchor_index: int
     purge_record_index: int
+    usage_removed: int | None = None
 
 
 class AuditTrail:
@@ -179,16 +180,21 @@ class AuditTrail:
 
     # -- retention -------------------------------------------------------------
 
-    async def purge(self, before: datetime) -> PurgeResult:
+    async def purge(self, before: datetime, *, usage_before: datetime | None = None) -> PurgeResult:
         """Remove the records appended before ``before`` and record the purge.
 
         Only a prefix of the chain is removed (up to the first record appended at or
         after ``before``), and the head's anchor moves to the first kept record, so
-        the rest stays verifiable. The purge itself is appended as a ``purge`` record.
+        the rest stays verifiable. With ``usage_before``, usage-ledger rows of requests
+        before it go in the same transaction (they hold the same metadata). The purge
+        itself is appended as a ``purge`` record saying what was removed.
         """
         if before.utcoffset() is None:
             raise ValueError("before must be timezone-aware")
+        if usage_before is not None and usage_before.utcoffset() is None:
+            raise ValueError("usage_before must be timezone-aware")
         before = before.astimezone(UTC)
+        usage_cut = None if usage_before is None else usage_before.astimezone(UTC)
         async with self.engine.begin() as conn:
             head = await store.lock_head(conn, self._key, datetime.now(UTC))
             now = datetime.now(UTC)  # after the lock, as in append_in_transaction
@@ -202,9 +208,17 @@ class AuditTrail:
                 anchor_prev = kept[0].prev_hash
             removed = await store.count_records(conn, below=cut)
             await store.delete_before(conn, cut)
+            usage_removed = (
+                None if usage_cut is None else await store.delete_usage_before(conn, usage_cut)
+            )
             head = HeadState(head.last_index, head.last_hash, cut, anchor_prev)
-            event = PurgeEvent(before, removed, cut, anchor_prev)
+            event = PurgeEvent(before, removed, cut, anchor_prev, usage_cut, usage_removed)
             result = await self._append_locked(conn, head, [event], now)
         await self.after_commit(result)
-        _log.info("audit purge removed %d records; chain now starts at %d", removed, cut)
-        return PurgeResult(removed, cut, result.entries[0].index)
+        _log.info(
+            "audit purge removed %d records and %s usage rows; chain now starts at %d",
+            removed,
+            "no" if usage_removed is None else usage_removed,
+            cut,
+        )
+        return PurgeResult(removed, cut, result.entries[0].index, usage_removed)

@@ -40,6 +40,9 @@ class PurgeEvent:
     removed: int
     anchor_index: int
     anchor_prev_hash: str
+    # Usage-ledger rows removed with the records, and their cut-off; None when kept.
+    usage_before: datetime | None = None
+    usage_removed: int | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,8 @@ class PurgeEvent:
             "removed": self.removed,
             "anchor_index": self.anchor_index,
             "anchor_prev_hash": self.anchor_prev_hash,
+            "usage_before": None if self.usage_before is None else self.usage_before.isoformat(),
+            "usage_removed": self.usage_removed,
         }
 
 

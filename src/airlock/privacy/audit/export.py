@@ -30,6 +30,8 @@ CSV_COLUMNS = [
     "purge_before",
     "purge_removed",
     "purge_anchor_index",
+    "purge_usage_before",
+    "purge_usage_removed",
     "prev_hash",
     "hash",
 ]
@@ -107,6 +109,8 @@ def _csv_row(entry: ChainEntry) -> dict[str, Any]:
         row["purge_before"] = data.get("before")
         row["purge_removed"] = data.get("removed")
         row["purge_anchor_index"] = data.get("anchor_index")
+        row["purge_usage_before"] = data.get("usage_before")
+        row["purge_usage_removed"] = data.get("usage_removed")
         return row
     row["request_id"] = data.get("request_id")
     for name in _REQUEST_FIELDS:

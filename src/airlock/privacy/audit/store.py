@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from airlock.ledger.db import as_utc
-from airlock.ledger.models import AUDIT_CHECKPOINTS, AUDIT_HEAD, AUDIT_RECORDS
+from airlock.ledger.models import AUDIT_CHECKPOINTS, AUDIT_HEAD, AUDIT_RECORDS, USAGE
 from airlock.privacy.audit._canonical import GENESIS_HASH, macs_equal
 from airlock.privacy.audit.entries import ChainEntry, CheckpointEntry, HeadState, head_mac
 from airlock.privacy.audit.errors import AuditIntegrityError
@@ -26,6 +26,7 @@ __all__ = [
     "check_head",
     "count_records",
     "delete_before",
+    "delete_usage_before",
     "fetch_checkpoints",
     "fetch_entries",
     "first_index_at_or_after",
@@ -167,3 +168,9 @@ async def count_records(conn: AsyncConnection, below: int | None = None) -> int:
 async def delete_before(conn: AsyncConnection, index: int) -> None:
     await conn.execute(delete(_RECORDS).where(_RECORDS.c.idx < index))
     await conn.execute(delete(_CHECKPOINTS).where(_CHECKPOINTS.c.idx < index))
+
+
+async def delete_usage_before(conn: AsyncConnection, before: datetime) -> int:
+    """Remove usage-ledger rows of requests before ``before``; how many were removed."""
+    result = await conn.execute(delete(USAGE).where(USAGE.c.ts < before))
+    return int(result.rowcount)
