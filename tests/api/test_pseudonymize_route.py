@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import uvicorn
@@ -179,3 +180,62 @@ def test_plain_requests_pass_through_unchanged(client: openai.OpenAI, echo: Echo
     )
     assert _last_sent(echo) == "What is 2 + 2?"
     assert resp.choices[0].message.content == "Echo: What is 2 + 2?"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"user": "patient 536-22-1234"},
+        {"metadata": {"note": "SSN 536-22-1234"}},
+        {"x_case": {"ids": [{"ssn": "536-22-1234"}]}},
+        {"stop": ["536-22-1234"]},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "lookup",
+                        "description": "Look up the chart of SSN 536-22-1234",
+                        "parameters": {"type": "object", "properties": {}},
+                    },
+                }
+            ]
+        },
+    ],
+    ids=["user", "metadata", "unknown-nested", "stop", "tool-description"],
+)
+def test_data_outside_the_messages_keeps_the_request_off_the_frontier(
+    gw: GatewayProcess, echo: EchoUpstream, extra: dict[str, Any]
+) -> None:
+    before = len(echo.seen)
+    body = {"messages": [{"role": "user", "content": "What is 2 + 2?"}], **extra}
+    for model in ("frontier-strict", "frontier"):
+        # Not even pseudonymised: placeholders cannot stand in for those fields.
+        resp = httpx.post(
+            gw.api_base + "/chat/completions",
+            headers={"authorization": f"Bearer {gw.master_key}"},
+            json={"model": model, **body},
+            timeout=30,
+        )
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"]["code"] == "no_compliant_deployment"
+        assert "536-22-1234" not in resp.text
+    assert len(echo.seen) == before
+
+
+def test_harmless_extra_fields_still_reach_the_frontier(
+    gw: GatewayProcess, echo: EchoUpstream
+) -> None:
+    resp = httpx.post(
+        gw.api_base + "/chat/completions",
+        headers={"authorization": f"Bearer {gw.master_key}"},
+        json={
+            "model": "frontier-strict",
+            "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+            "user": "app-42",
+            "metadata": {"team": "billing"},
+        },
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    assert echo.seen[-1]["metadata"] == {"team": "billing"}

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
-from airlock.api.inspect import chat_texts
+from airlock.api.inspect import chat_other_texts, chat_texts
 from airlock.api.responses import json_response
 from airlock.api.streaming import open_stream, relay_stream
 from airlock.config import Capability
@@ -94,6 +94,7 @@ async def chat_completions(request: Request) -> Response:
         ),
         chat_texts(req),
         req.output_token_limit,
+        chat_other_texts(req),
     )
 
     def outgoing(dep: Deployment) -> tuple[ChatCompletionRequest, Pseudonymizer | None]:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
-from airlock.api.inspect import completion_texts
+from airlock.api.inspect import completion_texts, other_texts
 from airlock.api.responses import json_response
 from airlock.api.streaming import open_stream, relay_stream
 from airlock.protocol.completions import CompletionRequest
@@ -35,6 +35,7 @@ async def completions(request: Request) -> Response:
         RouteRequest(model=req.model, capability="completions", text=text),
         completion_texts(req),
         req.max_tokens,
+        other_texts(req, "prompt"),
     )
 
     if req.stream:

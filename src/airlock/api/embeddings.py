@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from airlock.api.gateway import context_of, gateway_of
-from airlock.api.inspect import embedding_texts
+from airlock.api.inspect import embedding_texts, other_texts
 from airlock.api.responses import json_response
 from airlock.protocol.embeddings import EmbeddingRequest
 from airlock.protocol.parsing import parse_request
@@ -29,6 +29,7 @@ async def embeddings(request: Request) -> Response:
         principal,
         RouteRequest(model=req.model, capability="embeddings"),
         embedding_texts(req),
+        others=other_texts(req, "input"),
     )
 
     async def attempt(dep: Deployment) -> EmbeddingResponse:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
@@ -95,13 +96,20 @@ class Gateway:
             principal.id, principal.rpm, principal.tpm, estimated_tokens
         )
 
-    async def inspect(self, request: Request, texts: list[str]) -> Verdict:
-        """The sensitive-data verdict; only entity types and counts are kept."""
+    async def inspect(
+        self, request: Request, texts: list[str], others: Sequence[str] = ()
+    ) -> tuple[Verdict, Verdict]:
+        """The sensitive-data verdicts on the main texts (those pseudonymisation can
+        rewrite) and on every other forwarded string; only entity types and counts are
+        kept."""
         ctx = context_of(request)
-        verdict = await self.services.inspector.inspect(texts)
-        ctx.sensitive = verdict.sensitive
-        ctx.entity_counts = verdict.counts()
-        return verdict
+        main = await self.services.inspector.inspect(texts)
+        other = await self.services.inspector.inspect(others)
+        ctx.sensitive = main.sensitive or other.sensitive
+        counts = Counter(main.counts())
+        counts.update(other.counts())
+        ctx.entity_counts = dict(sorted(counts.items()))
+        return main, other
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.app.server.max_body_bytes
@@ -124,9 +132,15 @@ class Gateway:
         route: RouteRequest,
         texts: list[str],
         max_tokens: int | None = None,
+        others: Sequence[str] = (),
     ) -> RouteDecision:
-        """Inspect, admit and route: the stages between parsing and the upstream call."""
-        await self.inspect(request, texts)
+        """Inspect, admit and route: the stages between parsing and the upstream call.
+
+        ``others``: the request's other forwarded strings (see :mod:`.inspect`). Data
+        found there cannot be pseudonymised, so the request then stays self-hosted."""
+        _, other = await self.inspect(request, texts, others)
+        if other.sensitive:
+            route = replace(route, can_pseudonymize=False)
         estimate = estimate_tokens(texts)
         await self.admit(request, principal, estimate + (max_tokens or 0))
         return await self.route(request, replace(route, estimated_tokens=estimate), principal)
