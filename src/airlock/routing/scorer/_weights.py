@@ -43,7 +43,11 @@ FORMAT_VERSION = 2
 _TIE_TOLERANCE = 1e-9
 
 
-def rank_in(values: npt.ArrayLike, quantiles: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def rank_in(
+    values: npt.ArrayLike,
+    quantiles: npt.NDArray[np.float64],
+    levels: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
     """The rank in [0, 1] of each value among ``quantiles`` (sorted, on an even grid).
 
     Between two distinct quantiles the rank is interpolated. A value equal to a run of
@@ -53,7 +57,8 @@ def rank_in(values: npt.ArrayLike, quantiles: npt.NDArray[np.float64]) -> npt.ND
     the hardest of its kind.
     """
     x = np.asarray(values, dtype=np.float64)
-    levels = np.linspace(0.0, 1.0, quantiles.size)
+    if levels is None:
+        levels = np.linspace(0.0, 1.0, quantiles.size)
     # A logit computed one prompt at a time differs in its last bits from the same
     # logit computed in the training batch; within this it counts as tied.
     tol = _TIE_TOLERANCE * np.maximum(1.0, np.abs(x))
@@ -88,11 +93,16 @@ class Segment:
     scales: npt.NDArray[np.float64]
     coef: npt.NDArray[np.float64]
     rank_logits: npt.NDArray[np.float64]
+    _levels: npt.NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the hot path only looks up and interpolates.
+        object.__setattr__(self, "_levels", np.linspace(0.0, 1.0, self.rank_logits.size))
 
     def rank(self, logit: float) -> float:
         """Share of this segment's training prompts with a lower logit, in [0, 1]
         (ties counted half)."""
-        return float(rank_in(logit, self.rank_logits))
+        return float(rank_in(logit, self.rank_logits, self._levels))
 
     def to_dict(self) -> dict[str, Any]:
         return {
