@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar, cast
@@ -25,7 +24,6 @@ from airlock.errors import (
 from airlock.ledger import error_type_of
 from airlock.ledger.runtime import Ledger
 from airlock.metrics import Metrics, count_attempts
-from airlock.privacy.detector import Verdict
 from airlock.protocol.vocabulary import OPENAI_PARAMETERS
 from airlock.routing.failover import FailoverResult, RetrySettings, run_with_failover
 from airlock.routing.router import AUTO, Prefer, RouteDecision, Router, RouteRequest
@@ -96,20 +94,16 @@ class Gateway:
             principal.id, principal.rpm, principal.tpm, estimated_tokens
         )
 
-    async def inspect(
-        self, request: Request, texts: list[str], others: Sequence[str] = ()
-    ) -> tuple[Verdict, Verdict]:
-        """The sensitive-data verdicts on the main texts (those pseudonymisation can
-        rewrite) and on every other forwarded string; only entity types and counts are
-        kept."""
+    async def inspect(self, request: Request, texts: list[str], others: Sequence[str] = ()) -> bool:
+        """Run the detector once over the main texts (those pseudonymisation can rewrite)
+        and every other forwarded string; only entity types and counts are kept.
+        Returns whether data was found in the other strings."""
         ctx = context_of(request)
-        main = await self.services.inspector.inspect(texts)
-        other = await self.services.inspector.inspect(others)
-        ctx.sensitive = main.sensitive or other.sensitive
-        counts = Counter(main.counts())
-        counts.update(other.counts())
-        ctx.entity_counts = dict(sorted(counts.items()))
-        return main, other
+        main = [t for t in texts if t]
+        verdict = await self.services.inspector.inspect([*main, *(t for t in others if t)])
+        ctx.sensitive = verdict.sensitive
+        ctx.entity_counts = verdict.counts()
+        return any(e.text_index >= len(main) for e in verdict.entities)
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.app.server.max_body_bytes
@@ -138,8 +132,7 @@ class Gateway:
 
         ``others``: the request's other forwarded strings (see :mod:`.inspect`). Data
         found there cannot be pseudonymised, so the request then stays self-hosted."""
-        _, other = await self.inspect(request, texts, others)
-        if other.sensitive:
+        if await self.inspect(request, texts, others):
             route = replace(route, can_pseudonymize=False)
         estimate = estimate_tokens(texts)
         await self.admit(request, principal, estimate + (max_tokens or 0))
