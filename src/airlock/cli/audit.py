@@ -11,6 +11,7 @@ from typing import Annotated, TextIO
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from airlock.access.spend_store import periods_at
 from airlock.cli._options import DbUrlOpt, HomeOpt
 from airlock.config import ConfigError, load_settings
 from airlock.ledger.db import DatabaseUrlError, resolve_db_url, resolve_home
@@ -207,8 +208,8 @@ def purge(
 def _usage_cutoff(cutoff: datetime, now: datetime) -> datetime:
     """Usage rows go with the records, except this UTC month's: budgets are seeded from
     them after a restart, so they stay until the month ends."""
-    month_start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return min(cutoff.astimezone(UTC), month_start)
+    _, month = periods_at(now)
+    return min(cutoff.astimezone(UTC), month.start)
 
 
 def register(app: typer.Typer) -> None:
