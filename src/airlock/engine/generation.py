@@ -55,16 +55,12 @@ class GenerationResult:
     finish_reason: FinishReason | None  # None when cancelled
 
 
-def _no_wake() -> None:
-    return None
-
-
 def generate(
     model: LlamaModel,
     plan: Plan,
     cancelled: Callable[[], bool],
     emit: Callable[[EngineEvent], None],
-    wake: Callable[[], None] = _no_wake,
+    wake: Callable[[], None],
 ) -> GenerationResult:
     """Run ``plan``; ``emit`` may hold events back until ``wake``, which is called right
     before every decode (and the caller delivers whatever is left once this returns)."""
