@@ -45,7 +45,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airlock.config import ConfigError, DeploymentConfig, ModelConfig
@@ -171,7 +170,6 @@ class VllmManagedProvider(Provider):
         self._served_name = deployment.upstream_model or model.name
         self._process: VllmProcess | None = None
         self._client: _ChildClient | None = None
-        self._probe: httpx.AsyncClient | None = None
         self._in_flight = 0
 
     # -- what tests and operators read ----------------------------------------------------
@@ -246,14 +244,6 @@ class VllmManagedProvider(Provider):
         client = _ChildClient(child, self._model, self._name, api_key)
         await client.start()
         self._client = client
-        # Probes get a connection of their own: a child whose connection pool is busy
-        # with requests is loaded, not unhealthy.
-        self._probe = httpx.AsyncClient(
-            base_url=process.root_url,
-            timeout=httpx.Timeout(self._deployment.timeouts.connect),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            follow_redirects=False,
-        )
 
     async def aclose(self) -> None:
         """Drain and stop the child, then close the connection pool. Safe to call twice."""
@@ -263,19 +253,14 @@ class VllmManagedProvider(Provider):
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            await probe.aclose()
 
     async def check_health(self) -> bool:
-        process, probe = self._process, self._probe
-        if process is None or probe is None or not process.accepting:
+        # The adapter's own probe: a connection of its own (a busy pool is loaded, not
+        # unhealthy) and no cookies, like every upstream client.
+        process, client = self._process, self._client
+        if process is None or client is None or not process.accepting:
             return False
-        try:
-            resp = await probe.get("/health")
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
+        return await client.check_health()
 
     # -- calls ----------------------------------------------------------------------------
 
